@@ -1,0 +1,43 @@
+# `make run` - the whole service on this machine (SQLite, local Redis, web + worker + scheduler).
+# `make test` - the whole suite on real PostgreSQL and real Redis (started or installed if needed).
+SHELL := /bin/bash
+VENV := .venv
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+# Optional local overrides, simple KEY=value lines (see .env.example).
+-include .env
+export
+
+WEB_PORT ?= 8000
+TEST_DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/pipeline
+TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
+PYTEST_ARGS ?=
+
+.PHONY: run test venv migrate demo schema bench-auth clean
+
+venv:
+	@scripts/ensure-venv.sh
+
+run: export DEBUG ?= 1
+run: venv
+	@scripts/ensure-redis.sh "$${REDIS_URL:-redis://127.0.0.1:6379/0}"
+	@python manage.py migrate --noinput -v 0
+	@python manage.py bootstrap_demo --base-url http://127.0.0.1:$(WEB_PORT)
+	@WEB_PORT=$(WEB_PORT) exec honcho -f Procfile.dev start
+
+test: venv
+	@scripts/ensure-postgres.sh "$(TEST_DATABASE_URL)"
+	@scripts/ensure-redis.sh "$(TEST_REDIS_URL)"
+	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" DEBUG=0 SECRET_KEY=test-only-secret-key-with-at-least-32-bytes \
+		python -m pytest $(PYTEST_ARGS)
+
+schema: venv
+	DEBUG=1 python manage.py spectacular --validate --fail-on-warn --file var/openapi.yaml
+
+bench-auth: venv
+	@scripts/ensure-postgres.sh "$(TEST_DATABASE_URL)"
+	@scripts/ensure-redis.sh "$(TEST_REDIS_URL)"
+	python bench/bench_auth.py
+
+clean:
+	rm -rf var/static var/media var/db.sqlite3* var/demo-credentials.json

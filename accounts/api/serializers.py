@@ -1,0 +1,93 @@
+from django.utils import timezone
+from rest_framework import serializers
+
+from accounts.models import ApiKey, Organization, User
+from accounts.roles import ALL_PERMISSIONS, Role
+
+
+class LoginSerializer(serializers.Serializer):
+    username = serializers.CharField()
+    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+
+
+class TokenPairSerializer(serializers.Serializer):
+    access = serializers.CharField(help_text="Short-lived JWT; send as `Authorization: Bearer <access>`.")
+    refresh = serializers.CharField(help_text="Exchange at /auth/refresh; single use (rotated).")
+    token_type = serializers.CharField(default="Bearer")
+    expires_in = serializers.IntegerField(help_text="Seconds until the access token expires.")
+
+
+class RefreshSerializer(serializers.Serializer):
+    refresh = serializers.CharField()
+
+
+class UserSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = User
+        fields = ["id", "username", "email", "first_name", "last_name"]
+
+
+class OrganizationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Organization
+        fields = ["id", "name", "slug"]
+
+
+class ApiKeyRefSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+
+
+class MeSerializer(serializers.Serializer):
+    user = UserSerializer()
+    organization = OrganizationSerializer()
+    role = serializers.ChoiceField(choices=Role.choices)
+    permissions = serializers.ListField(child=serializers.CharField())
+    auth_method = serializers.ChoiceField(choices=["jwt", "api_key"])
+    api_key = ApiKeyRefSerializer(allow_null=True)
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    created_by = serializers.CharField(source="created_by.username", read_only=True)
+    status = serializers.ChoiceField(choices=["active", "expired", "revoked"], read_only=True)
+    scopes = serializers.ListField(child=serializers.ChoiceField(choices=ALL_PERMISSIONS))
+
+    class Meta:
+        model = ApiKey
+        fields = [
+            "id",
+            "name",
+            "prefix",
+            "scopes",
+            "status",
+            "expires_at",
+            "last_used_at",
+            "revoked_at",
+            "created_at",
+            "created_by",
+        ]
+        read_only_fields = fields
+
+
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.CharField(read_only=True, help_text="The full key. Shown only in this response: store it now.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+        read_only_fields = fields
+
+
+class ApiKeyCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=100)
+    scopes = serializers.ListField(
+        child=serializers.ChoiceField(choices=ALL_PERMISSIONS),
+        required=False,
+        allow_empty=False,
+        help_text="Permissions for the key; a subset of yours. Default: all of yours.",
+    )
+    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+
+    def validate_expires_at(self, value):
+        if value is not None and value <= timezone.now():
+            raise serializers.ValidationError("Must be in the future.")
+        return value

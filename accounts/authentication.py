@@ -1,0 +1,106 @@
+"""DRF authentication: JWT bearer tokens and API keys, each resolving a ``Principal``.
+
+Both set ``request.user`` to the person and ``request.auth`` to the Principal
+(organization, role, effective permissions, API key). One database query each on
+the hot path.
+"""
+
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from rest_framework import exceptions
+from rest_framework.authentication import BaseAuthentication
+from rest_framework_simplejwt import authentication as simplejwt
+from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+
+from accounts.models import User
+from accounts.principal import Principal
+from accounts.roles import ROLE_PERMISSIONS
+from accounts.selectors import api_key_for_authentication, membership_for_user
+from accounts.services import api_key_mark_used
+
+ORGANIZATION_HEADER = "X-Organization"
+
+
+class NotAMember(exceptions.PermissionDenied):
+    default_code = "not_a_member"
+
+
+class JWTAuthentication(simplejwt.JWTAuthentication):
+    """``Authorization: Bearer <access token>``; organization from ``X-Organization`` or the default."""
+
+    def authenticate(self, request):
+        header = self.get_header(request)
+        raw_token = None if header is None else self.get_raw_token(header)
+        if raw_token is None:
+            return None
+        token = self.get_validated_token(raw_token)
+        user_id = token.get(jwt_settings.USER_ID_CLAIM)
+        if user_id is None:
+            raise InvalidToken(_("Token contained no recognizable user identification"))
+        organization = request.headers.get(ORGANIZATION_HEADER)
+        membership = membership_for_user(user_id=user_id, organization=organization)
+        if membership is None:
+            if not User.objects.filter(pk=user_id, is_active=True).exists():
+                raise exceptions.AuthenticationFailed(_("User not found or inactive."), code="user_inactive")
+            if organization:
+                raise NotAMember(f"You are not a member of organization '{organization}'.")
+            raise NotAMember("You are not a member of any organization.")
+        principal = Principal(
+            user=membership.user,
+            organization=membership.organization,
+            role=membership.role,
+            permissions=ROLE_PERMISSIONS[membership.role],
+        )
+        return membership.user, principal
+
+
+class ApiKeyAuthentication(BaseAuthentication):
+    """``Authorization: Api-Key <key>`` or ``X-API-Key: <key>``.
+
+    A key acts for its creator in its organization, with its scopes narrowed to what
+    the creator may still do there: demoting or removing the creator narrows the key.
+    """
+
+    keyword = "Api-Key"
+
+    def authenticate(self, request):
+        key = self._key_from(request)
+        if key is None:
+            return None
+        api_key = api_key_for_authentication(key)
+        if api_key is None or not api_key.matches(key):
+            raise exceptions.AuthenticationFailed(_("Invalid API key."), code="invalid_api_key")
+        if api_key.revoked_at is not None:
+            raise exceptions.AuthenticationFailed(_("This API key has been revoked."), code="api_key_revoked")
+        if api_key.expires_at is not None and api_key.expires_at <= timezone.now():
+            raise exceptions.AuthenticationFailed(_("This API key has expired."), code="api_key_expired")
+        if api_key.creator_role is None or not api_key.created_by.is_active:
+            raise exceptions.AuthenticationFailed(
+                _("This API key's owner no longer belongs to its organization."), code="api_key_orphaned"
+            )
+        api_key_mark_used(api_key=api_key)
+        principal = Principal(
+            user=api_key.created_by,
+            organization=api_key.organization,
+            role=api_key.creator_role,
+            permissions=frozenset(api_key.scopes) & ROLE_PERMISSIONS[api_key.creator_role],
+            api_key=api_key,
+        )
+        return api_key.created_by, principal
+
+    def _key_from(self, request) -> str | None:
+        authorization = request.headers.get("Authorization", "")
+        scheme, _sep, credentials = authorization.partition(" ")
+        if scheme.lower() == self.keyword.lower():
+            key = credentials.strip()
+        else:
+            key = request.headers.get("X-API-Key", "").strip()
+        if not key:
+            if scheme.lower() == self.keyword.lower():
+                raise exceptions.AuthenticationFailed(_("Empty API key."), code="invalid_api_key")
+            return None
+        return key
+
+    def authenticate_header(self, request):
+        return self.keyword
