@@ -145,7 +145,6 @@ if AWS_STORAGE_BUCKET_NAME:
     _default_storage = {"BACKEND": "storages.backends.s3.S3Storage"}
 else:
     _default_storage = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
-WHITENOISE_MANIFEST_STRICT = False  # tests and dev run without collectstatic
 STORAGES = {
     "default": _default_storage,
     "staticfiles": {
@@ -200,7 +199,7 @@ REST_FRAMEWORK = {
         "login": env_rate("THROTTLE_RATE_LOGIN", "10/min"),
     },
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["pipeline_project.lib.parsers.JSONParser"],
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "pipeline_project.lib.pagination.PagePagination",
     "DEFAULT_SCHEMA_CLASS": "pipeline_project.lib.schema.AutoSchema",

@@ -36,6 +36,8 @@ def _clean_redis():
 def _test_settings(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
+    # The hashed-manifest storage needs `collectstatic`; tests serve the admin's files unhashed.
+    settings.STORAGES = {**settings.STORAGES, "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
 
 
 class Client(APIClient):
@@ -118,3 +120,13 @@ def as_outsider(outsider):
 @pytest.fixture
 def owner_key(org, owner):
     return ApiKeyFactory(organization=org, created_by=owner)
+
+
+@pytest.fixture
+def unused_tcp_port() -> int:
+    """A loopback port nothing listens on."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

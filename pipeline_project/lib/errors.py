@@ -74,7 +74,7 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF ``EXCEPTION_HANDLER``: everything DRF can render, in our shape."""
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
-    if isinstance(exc, RequestDataTooBig):
+    if isinstance(exc, RequestDataTooBig):  # Django's limit on form bodies
         return Response(
             error_body("request_too_large", "The request body is larger than this server accepts."),
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,

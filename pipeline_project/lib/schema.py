@@ -1,8 +1,11 @@
 """OpenAPI generation: every operation documents the error responses it can give."""
 
+from django.core.exceptions import ImproperlyConfigured
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
+
+from pipeline_project.lib.permissions import required_permission_for
 
 
 class ErrorBodySerializer(serializers.Serializer):
@@ -28,6 +31,17 @@ _ERROR_DESCRIPTIONS = {
 
 
 class AutoSchema(SpectacularAutoSchema):
+    def get_operation(self, *args, **kwargs):
+        operation = super().get_operation(*args, **kwargs)
+        try:
+            required = required_permission_for(self.view, self.method)
+        except ImproperlyConfigured:
+            return operation  # public views declare none
+        if operation is not None:
+            needs = f"Requires the `{required}` permission." if required else "Any authenticated caller."
+            operation["description"] = f"{operation.get('description', '')}\n\n{needs}".strip()
+        return operation
+
     def _error_codes(self) -> list[str]:
         codes = []
         has_body = self.method in {"POST", "PUT", "PATCH"}

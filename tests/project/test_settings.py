@@ -1,0 +1,99 @@
+"""Settings come from the environment; a malformed value stops start-up naming the variable."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+
+from pipeline_project.lib import env
+
+BASE_ENV = {"DEBUG": "0", "SECRET_KEY": "s" * 40, "DATABASE_URL": "sqlite:////tmp/x.sqlite3"}
+
+
+def start(**overrides) -> subprocess.CompletedProcess:
+    """Imports the settings in a fresh interpreter, as start-up does."""
+    environment = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DEBUG"}}
+    environment.update(BASE_ENV, DJANGO_SETTINGS_MODULE="pipeline_project.settings", **overrides)
+    code = "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+    return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=60)
+
+
+@pytest.mark.parametrize(
+    "name, value",
+    [
+        ("DEBUG", "maybe"),
+        ("DATABASE_URL", "mysql://x@y/z"),
+        ("DATABASE_URL", "not a url"),
+        ("REDIS_URL", "http://127.0.0.1:6379"),
+        ("JWT_ACCESS_TTL", "15 minutes"),
+        ("JWT_REFRESH_TTL", "0"),
+        ("THROTTLE_RATE_USER", "lots"),
+        ("UPLOAD_MAX_FILE_SIZE", "1 TB"),
+        ("UPLOAD_MAX_FILES", "-1"),
+        ("DATABASE_CONN_MAX_AGE", "forever"),
+        ("LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_it_refuses_to_start_with_a_malformed_variable(name, value):
+    if name == "DATABASE_CONN_MAX_AGE":
+        result = start(DATABASE_URL="postgres://u@localhost/db", **{name: value})
+    else:
+        result = start(**{name: value})
+    assert result.returncode != 0
+    assert "ImproperlyConfigured" in result.stderr and name in result.stderr.splitlines()[-1]
+
+
+def test_it_requires_a_secret_key_when_debug_is_off():
+    result = start(SECRET_KEY="")
+    assert result.returncode != 0 and "SECRET_KEY is required" in result.stderr
+
+
+def test_it_has_a_dev_secret_key_only_with_debug():
+    assert start(SECRET_KEY="", DEBUG="1").returncode == 0
+
+
+def test_it_defaults_to_sqlite_under_var():
+    environment = {k: v for k, v in BASE_ENV.items() if k != "DATABASE_URL"}
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings as s; "
+         "d = s.DATABASES['default']; print(d['NAME'], d['OPTIONS']['transaction_mode'])"],
+        env={"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "pipeline_project.settings", **environment},
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().endswith("var/db.sqlite3 IMMEDIATE")
+
+
+def test_the_suite_runs_on_postgres_with_its_own_redis_database():
+    assert django_settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+    assert django_settings.DATABASES["default"]["NAME"].startswith("test_")
+    assert set(django_settings.RQ_QUEUES) == {"high", "default", "low", "webhooks"}
+    assert all(q["URL"] == django_settings.REDIS_URL for q in django_settings.RQ_QUEUES.values())
+
+
+@pytest.mark.parametrize(
+    "reader, raw, expected",
+    [
+        (lambda: env.env_bool("X"), "Yes", True),
+        (lambda: env.env_bool("X"), "off", False),
+        (lambda: env.env_seconds("X", 1), "15m", 900),
+        (lambda: env.env_seconds("X", 1), "7d", 604800),
+        (lambda: env.env_bytes("X", 1), "512K", 524288),
+        (lambda: env.env_bytes("X", 1), "1G", 1024**3),
+        (lambda: env.env_list("X", []), " a, b ,,c", ["a", "b", "c"]),
+        (lambda: env.env_rate("X", "1/s"), "none", None),
+        (lambda: env.env_rate("X", "1/s"), "100/min", "100/min"),
+    ],
+)
+def test_env_readers(monkeypatch, reader, raw, expected):
+    monkeypatch.setenv("X", raw)
+    assert reader() == expected
+
+
+def test_env_readers_name_the_variable(monkeypatch):
+    monkeypatch.setenv("UPLOAD_MAX_FILES", "many")
+    with pytest.raises(ImproperlyConfigured, match="UPLOAD_MAX_FILES='many' is invalid: expected an integer"):
+        env.env_int("UPLOAD_MAX_FILES", 1)
