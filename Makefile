@@ -37,7 +37,7 @@ schema: venv
 bench-auth: venv
 	@scripts/ensure-postgres.sh "$(TEST_DATABASE_URL)"
 	@scripts/ensure-redis.sh "$(TEST_REDIS_URL)"
-	python bench/bench_auth.py
+	cd bench && python bench_auth.py
 
 clean:
 	rm -rf var/static var/media var/db.sqlite3* var/demo-credentials.json

@@ -5,4 +5,4 @@ class AccountsConfig(AppConfig):
     name = "accounts"
 
     def ready(self):
-        from accounts import schema  # noqa: F401  (registers the OpenAPI auth extensions)
+        from accounts import schema, signals  # noqa: F401  (OpenAPI auth extensions, auth-cache invalidation)

@@ -1,19 +1,24 @@
 """DRF authentication: JWT bearer tokens and API keys, each resolving a ``Principal``.
 
 Both set ``request.user`` to the person and ``request.auth`` to the Principal
-(organization, role, effective permissions, API key). One database query each on
-the hot path.
+(organization, role, effective permissions, API key). Lookups go through
+``accounts.auth_cache`` (process memory, then Redis) and cost one prepared
+PostgreSQL query on a miss.
 """
+
+import hmac
+from functools import lru_cache
 
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 from rest_framework_simplejwt import authentication as simplejwt
-from rest_framework_simplejwt.exceptions import InvalidToken
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
-from accounts.models import User
+from accounts import auth_cache
+from accounts.models import ApiKey, User
 from accounts.principal import Principal
 from accounts.roles import ROLE_PERMISSIONS
 from accounts.selectors import api_key_for_authentication, membership_for_user
@@ -26,8 +31,24 @@ class NotAMember(exceptions.PermissionDenied):
     default_code = "not_a_member"
 
 
+@lru_cache(maxsize=4096)
+def _verified_token(raw_token: bytes):
+    """A token's signature and claims never change: verify each once per process.
+    Expiry, which does change, is checked again on every use."""
+    return simplejwt.JWTAuthentication().get_validated_token(raw_token)
+
+
 class JWTAuthentication(simplejwt.JWTAuthentication):
     """``Authorization: Bearer <access token>``; organization from ``X-Organization`` or the default."""
+
+    def get_validated_token(self, raw_token):
+        token = _verified_token(raw_token)
+        try:
+            token.check_exp()
+        except TokenError as exc:
+            raise InvalidToken({"detail": _("Given token not valid for any token type"), "messages": [
+                {"token_class": type(token).__name__, "token_type": token.token_type, "message": str(exc)}]}) from exc
+        return token
 
     def authenticate(self, request):
         header = self.get_header(request)
@@ -38,14 +59,15 @@ class JWTAuthentication(simplejwt.JWTAuthentication):
         user_id = token.get(jwt_settings.USER_ID_CLAIM)
         if user_id is None:
             raise InvalidToken(_("Token contained no recognizable user identification"))
-        organization = request.headers.get(ORGANIZATION_HEADER)
-        membership = membership_for_user(user_id=user_id, organization=organization)
-        if membership is None:
-            if not User.objects.filter(pk=user_id, is_active=True).exists():
-                raise exceptions.AuthenticationFailed(_("User not found or inactive."), code="user_inactive")
-            if organization:
-                raise NotAMember(f"You are not a member of organization '{organization}'.")
-            raise NotAMember("You are not a member of any organization.")
+        organization = request.headers.get(ORGANIZATION_HEADER, "")
+        cached = auth_cache.lookup(auth_cache.user_entry(user_id), organization)
+        if cached is not None:
+            membership = auth_cache.load_membership(cached)
+        else:
+            membership = membership_for_user(user_id=user_id, organization=organization or None)
+            if membership is None:
+                self._refuse(user_id, organization)
+            auth_cache.store_membership(membership, organization)
         principal = Principal(
             user=membership.user,
             organization=membership.organization,
@@ -53,6 +75,14 @@ class JWTAuthentication(simplejwt.JWTAuthentication):
             permissions=ROLE_PERMISSIONS[membership.role],
         )
         return membership.user, principal
+
+    @staticmethod
+    def _refuse(user_id, organization: str):
+        if not User.objects.filter(pk=user_id, is_active=True).exists():
+            raise exceptions.AuthenticationFailed(_("User not found or inactive."), code="user_inactive")
+        if organization:
+            raise NotAMember(f"You are not a member of organization '{organization}'.")
+        raise NotAMember("You are not a member of any organization.")
 
 
 class ApiKeyAuthentication(BaseAuthentication):
@@ -68,8 +98,13 @@ class ApiKeyAuthentication(BaseAuthentication):
         key = self._key_from(request)
         if key is None:
             return None
-        api_key = api_key_for_authentication(key)
-        if api_key is None or not api_key.matches(key):
+        prefix = ApiKey.prefix_of(key)
+        if prefix is None:
+            raise exceptions.AuthenticationFailed(_("Invalid API key."), code="invalid_api_key")
+        key_hash = ApiKey.hash_key(key)
+        cached = auth_cache.lookup(auth_cache.api_key_entry(prefix))
+        api_key = auth_cache.load_api_key(cached) if cached is not None else api_key_for_authentication(prefix)
+        if api_key is None or not hmac.compare_digest(api_key.key_hash, key_hash):
             raise exceptions.AuthenticationFailed(_("Invalid API key."), code="invalid_api_key")
         if api_key.revoked_at is not None:
             raise exceptions.AuthenticationFailed(_("This API key has been revoked."), code="api_key_revoked")
@@ -79,7 +114,8 @@ class ApiKeyAuthentication(BaseAuthentication):
             raise exceptions.AuthenticationFailed(
                 _("This API key's owner no longer belongs to its organization."), code="api_key_orphaned"
             )
-        api_key_mark_used(api_key=api_key)
+        if api_key_mark_used(api_key=api_key) or cached is None:
+            auth_cache.store_api_key(api_key)
         principal = Principal(
             user=api_key.created_by,
             organization=api_key.organization,
@@ -94,13 +130,10 @@ class ApiKeyAuthentication(BaseAuthentication):
         scheme, _sep, credentials = authorization.partition(" ")
         if scheme.lower() == self.keyword.lower():
             key = credentials.strip()
-        else:
-            key = request.headers.get("X-API-Key", "").strip()
-        if not key:
-            if scheme.lower() == self.keyword.lower():
+            if not key:
                 raise exceptions.AuthenticationFailed(_("Empty API key."), code="invalid_api_key")
-            return None
-        return key
+            return key
+        return request.headers.get("X-API-Key", "").strip() or None
 
     def authenticate_header(self, request):
         return self.keyword

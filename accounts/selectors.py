@@ -1,43 +1,74 @@
 import uuid
+from functools import cache
 
-from django.db.models import OuterRef, QuerySet, Subquery
+from django.db.models import QuerySet
 
-from accounts.models import ApiKey, Membership
+from accounts.auth_cache import API_KEY_FIELDS, MEMBERSHIP_FIELDS, ORGANIZATION_FIELDS, USER_FIELDS
+from accounts.models import ApiKey, Membership, Organization, User
 from accounts.principal import Principal
 from accounts.roles import Role
+from pipeline_project.lib.sql import columns, fetch_one
+
+
+
+
+@cache
+def _membership_sql(by: str) -> str:
+    where = {"default": "", "id": "AND o.id = %s", "slug": "AND o.slug = %s"}[by]
+    return f"""
+        SELECT {columns("m", Membership, MEMBERSHIP_FIELDS)}, {columns("u", User, USER_FIELDS)},
+               {columns("o", Organization, ORGANIZATION_FIELDS)}
+        FROM memberships m
+        JOIN users u ON u.id = m.user_id
+        JOIN organizations o ON o.id = m.organization_id
+        WHERE m.user_id = %s AND u.is_active {where}
+        ORDER BY m.is_default DESC, m.created_at
+        LIMIT 1"""
 
 
 def membership_for_user(*, user_id, organization: str | None = None) -> Membership | None:
-    """The active user's membership in ``organization`` (id or slug), else their default one.
-
-    One query, with user and organization joined: this runs on every JWT request.
-    """
-    memberships = Membership.objects.select_related("user", "organization").filter(
-        user_id=user_id, user__is_active=True
-    )
+    """The active user's membership in ``organization`` (id or slug), else their default one,
+    with ``user`` and ``organization`` loaded: one prepared query on every JWT request."""
+    params = [user_id]
+    by = "default"
     if organization:
         try:
-            memberships = memberships.filter(organization_id=uuid.UUID(organization))
+            params.append(uuid.UUID(organization))
+            by = "id"
         except ValueError:
-            memberships = memberships.filter(organization__slug=organization)
-    return memberships.order_by("-is_default", "created_at").first()
-
-
-def api_key_for_authentication(key: str) -> ApiKey | None:
-    """The key row for ``key``'s prefix with its creator, organization and the creator's
-    current role there (``creator_role``, None when no longer a member), in one query."""
-    prefix = ApiKey.prefix_of(key)
-    if prefix is None:
-        return None
-    creator_role = Membership.objects.filter(
-        user_id=OuterRef("created_by_id"), organization_id=OuterRef("organization_id")
-    ).values("role")[:1]
-    return (
-        ApiKey.objects.select_related("organization", "created_by")
-        .annotate(creator_role=Subquery(creator_role))
-        .filter(prefix=prefix)
-        .first()
+            params.append(organization)
+            by = "slug"
+    row = fetch_one(
+        _membership_sql(by), params, (Membership, MEMBERSHIP_FIELDS), (User, USER_FIELDS), (Organization, ORGANIZATION_FIELDS)
     )
+    if row is None:
+        return None
+    membership, membership.user, membership.organization = row
+    return membership
+
+
+@cache
+def _api_key_sql() -> str:
+    return f"""
+        SELECT {columns("k", ApiKey, API_KEY_FIELDS)}, {columns("u", User, USER_FIELDS)},
+               {columns("o", Organization, ORGANIZATION_FIELDS)}, m.role
+        FROM api_keys k
+        JOIN users u ON u.id = k.created_by_id
+        JOIN organizations o ON o.id = k.organization_id
+        LEFT JOIN memberships m ON m.user_id = k.created_by_id AND m.organization_id = k.organization_id
+        WHERE k.prefix = %s"""
+
+
+def api_key_for_authentication(prefix: str) -> ApiKey | None:
+    """The key with this prefix, its creator, organization and the creator's current
+    role there (``creator_role``, None when no longer a member): one prepared query."""
+    row = fetch_one(
+        _api_key_sql(), [prefix], (ApiKey, API_KEY_FIELDS), (User, USER_FIELDS), (Organization, ORGANIZATION_FIELDS), (None, ["role"])
+    )
+    if row is None:
+        return None
+    api_key, api_key.created_by, api_key.organization, api_key.creator_role = row
+    return api_key
 
 
 def api_key_list(*, principal: Principal) -> QuerySet[ApiKey]:

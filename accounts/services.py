@@ -5,6 +5,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.text import slugify
 
+from accounts import auth_cache
 from accounts.models import ApiKey, Membership, Organization, User
 from accounts.principal import Principal
 from accounts.roles import Role
@@ -80,13 +81,17 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=api_key.revoked_at)
+        auth_cache.forget(api_key_prefixes=[api_key.prefix])
     return api_key
 
 
-def api_key_mark_used(*, api_key: ApiKey) -> None:
-    """Records use, at most once per ``API_KEY_LAST_USED_RESOLUTION`` seconds per key."""
+def api_key_mark_used(*, api_key: ApiKey) -> bool:
+    """Records use, at most once per ``API_KEY_LAST_USED_RESOLUTION`` seconds per key;
+    True when it wrote (the caller refreshes its cached copy of the key)."""
     now = timezone.now()
     stale_before = now - timedelta(seconds=settings.API_KEY_LAST_USED_RESOLUTION)
-    if api_key.last_used_at is None or api_key.last_used_at < stale_before:
-        api_key.last_used_at = now
-        ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    if api_key.last_used_at is not None and api_key.last_used_at >= stale_before:
+        return False
+    api_key.last_used_at = now
+    ApiKey.objects.filter(pk=api_key.pk).update(last_used_at=now)
+    return True

@@ -106,7 +106,9 @@ if _db["ENGINE"] == "django.db.backends.sqlite3":
     }
 elif _db["ENGINE"] == "django.db.backends.postgresql":
     _db["CONN_MAX_AGE"] = env_int("DATABASE_CONN_MAX_AGE", 60)
-    _db["CONN_HEALTH_CHECKS"] = True
+    _db["CONN_HEALTH_CHECKS"] = env_bool("DATABASE_CONN_HEALTH_CHECKS", False)
+    if env_bool("DATABASE_PREPARED_STATEMENTS", True):  # off behind PgBouncer in transaction mode
+        _db["OPTIONS"] = {"server_side_binding": True, "prepare_threshold": 5}
     _db["TEST"] = {"NAME": env_str("DATABASE_TEST_NAME", f"test_{_db['NAME']}")}
 else:
     raise ImproperlyConfigured(
@@ -181,6 +183,9 @@ SIMPLE_JWT = {
     "AUTH_HEADER_TYPES": ("Bearer",),
 }
 API_KEY_LAST_USED_RESOLUTION = 60  # seconds between last_used_at writes for one key
+AUTH_CACHE_TTL = env_int("AUTH_CACHE_TTL", 60)  # seconds in Redis; 0 = look every request up in the database
+AUTH_LOCAL_CACHE_TTL = env_int("AUTH_LOCAL_CACHE_TTL", 1)  # seconds in process; bounds revocation delay elsewhere
+THROTTLE_SYNC_INTERVAL = env_int("THROTTLE_SYNC_INTERVAL", 1)  # seconds between a process's counter flushes
 
 # --- REST framework and OpenAPI ---------------------------------------------
 REST_FRAMEWORK = {

@@ -13,8 +13,10 @@ from django.conf import settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
 
+from accounts import auth_cache
 from accounts.roles import Role
 from pipeline_project.lib.redis import get_redis
+from pipeline_project.lib.throttling import reset_local_counts
 from tests.factories import ApiKeyFactory, MembershipFactory, OrganizationFactory, UserFactory
 
 
@@ -27,9 +29,11 @@ def pytest_configure(config):
 
 @pytest.fixture(autouse=True)
 def _clean_redis():
-    """Each test starts with an empty Redis database (queues, throttle counters)."""
+    """Each test starts with an empty Redis database (queues, throttle counters, auth cache)
+    and no in-process copies of it."""
     get_redis().flushdb()
-    yield
+    auth_cache.clear_local()
+    reset_local_counts()
 
 
 @pytest.fixture(autouse=True)

@@ -108,17 +108,26 @@ class MeView(APIView):
 
     @extend_schema(tags=["auth"], summary="The caller: user, organization, role and permissions", responses=MeSerializer)
     def get(self, request):
+        # Built by hand rather than through MeSerializer (which documents it): this runs on
+        # every client's first call and is the authentication benchmark's target.
         principal = request.auth
-        api_key = principal.api_key
-        data = {
-            "user": principal.user,
-            "organization": principal.organization,
-            "role": principal.role,
-            "permissions": sorted(principal.permissions),
-            "auth_method": principal.auth_method,
-            "api_key": None if api_key is None else {"id": api_key.id, "name": api_key.name},
-        }
-        return Response(MeSerializer(data).data)
+        user, organization, api_key = principal.user, principal.organization, principal.api_key
+        return Response(
+            {
+                "user": {
+                    "id": user.id,
+                    "username": user.username,
+                    "email": user.email,
+                    "first_name": user.first_name,
+                    "last_name": user.last_name,
+                },
+                "organization": {"id": str(organization.id), "name": organization.name, "slug": organization.slug},
+                "role": principal.role,
+                "permissions": sorted(principal.permissions),
+                "auth_method": principal.auth_method,
+                "api_key": None if api_key is None else {"id": str(api_key.id), "name": api_key.name},
+            }
+        )
 
 
 @extend_schema(tags=["auth"])

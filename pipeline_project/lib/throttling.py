@@ -1,44 +1,162 @@
 """Rate limits: per API key or per user when authenticated, per client IP otherwise.
 
-Rates are read from ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`` on every request
-(DRF reads them once at import), so settings overrides take effect at once.
-A 429 carries ``Retry-After``.
+Fixed-window counters in Redis (``INCRBY``, with ``EXPIRE`` on a window's first hit):
+constant cost whatever the rate (DRF's stock throttles keep a list of every request's
+timestamp in the cache and rewrite it on each call).
+
+Small limits (under ``EXACT_BELOW`` per window, e.g. logins) are counted in Redis on
+every request, exactly. Large ones are counted in process and added to Redis at least
+every ``THROTTLE_SYNC_INTERVAL`` seconds or every 1% of the limit, whichever comes
+first: a busy client costs no Redis round trip per request, and may overshoot its
+limit by at most that much per web process.
+
+A 429 carries ``Retry-After`` (seconds to the window's end). Rates are read from
+``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`` on each request, so settings overrides
+apply at once. If Redis is unreachable the limit is not enforced (and that is logged):
+rate limiting must not take the API down.
 """
 
+import logging
+import threading
+import time
+from dataclasses import dataclass
+
+from django.conf import settings
+from redis.exceptions import RedisError
 from rest_framework.settings import api_settings
-from rest_framework.throttling import SimpleRateThrottle
+from rest_framework.throttling import BaseThrottle
+
+from pipeline_project.lib.redis import get_redis
+
+logger = logging.getLogger(__name__)
+
+_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+EXACT_BELOW = 100
 
 
-class _SettingsRateThrottle(SimpleRateThrottle):
-    def get_rate(self):
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
+@dataclass(frozen=True, slots=True)
+class RateWindow:
+    key: str  # the Redis counter of this identity in the current window
+    limit: int
+    ends_at: float
+
+    @property
+    def wait(self) -> float:
+        return max(0.0, self.ends_at - time.time())
 
 
-class PrincipalRateThrottle(_SettingsRateThrottle):
+def rate_window(scope: str, ident: str) -> RateWindow | None:
+    """The current window for ``ident`` under ``scope``'s rate; None when unthrottled."""
+    rate = api_settings.DEFAULT_THROTTLE_RATES.get(scope)
+    if rate is None:
+        return None
+    count, period = rate.split("/")
+    seconds = _PERIODS[period[0]]
+    window = int(time.time() // seconds)
+    return RateWindow(f"throttle:{scope}:{ident}:{window}", int(count), (window + 1) * seconds)
+
+
+def _add(window: RateWindow, hits: int) -> int:
+    redis = get_redis()
+    total = redis.incrby(window.key, hits)
+    if total == hits:  # the window's first hits; the key names its window, so a lost EXPIRE is harmless
+        redis.expireat(window.key, int(window.ends_at) + 1)
+    return total
+
+
+@dataclass(slots=True)
+class _LocalCount:
+    ends_at: float
+    synced: int = 0  # the window's total in Redis when last added to
+    pending: int = 0  # hits counted here, not yet added to Redis
+    synced_at: float = float("-inf")
+
+
+_local_counts: dict[str, _LocalCount] = {}
+_lock = threading.Lock()
+
+
+def count_hit(window: RateWindow) -> int | None:
+    """Counts one hit and returns the window's total so far (None if Redis is down)."""
+    try:
+        if window.limit < EXACT_BELOW:
+            return _add(window, 1)
+        now = time.monotonic()
+        with _lock:
+            count = _local_counts.get(window.key)
+            if count is None:
+                _prune()
+                count = _local_counts[window.key] = _LocalCount(window.ends_at)
+            count.pending += 1
+            due = count.pending >= window.limit // 100 or now - count.synced_at >= settings.THROTTLE_SYNC_INTERVAL
+            if not due:
+                return count.synced + count.pending
+            hits, count.pending, count.synced_at = count.pending, 0, now
+        total = _add(window, hits)
+        with _lock:
+            count.synced = total
+            return total + count.pending
+    except RedisError:
+        logger.warning("rate limiting skipped: Redis unavailable", exc_info=True)
+        return None
+
+
+def _prune() -> None:
+    if len(_local_counts) > 10_000:
+        now = time.time()
+        for key in [key for key, count in _local_counts.items() if count.ends_at < now]:
+            del _local_counts[key]
+
+
+def reset_local_counts() -> None:
+    """Forgets hits not yet added to Redis (tests, which flush Redis between cases)."""
+    with _lock:
+        _local_counts.clear()
+
+
+class _WindowThrottle(BaseThrottle):
+    scope: str
+
+    def get_ident_key(self, request) -> str | None:
+        raise NotImplementedError
+
+    def allow_request(self, request, view) -> bool:
+        ident = self.get_ident_key(request)
+        window = None if ident is None else rate_window(self.scope, ident)
+        if window is None:
+            return True
+        hits = count_hit(window)
+        self._wait = window.wait
+        return hits is None or hits <= window.limit
+
+    def wait(self) -> float:
+        return self._wait
+
+
+class PrincipalRateThrottle(_WindowThrottle):
     """One bucket per API key, or per user for JWT callers."""
 
     scope = "principal"
 
-    def get_cache_key(self, request, view):
-        ident = getattr(request.auth, "throttle_ident", None)
-        return None if ident is None else self.cache_format % {"scope": self.scope, "ident": ident}
+    def get_ident_key(self, request):
+        return getattr(request.auth, "throttle_ident", None)
 
 
-class AnonRateThrottle(_SettingsRateThrottle):
+class AnonRateThrottle(_WindowThrottle):
     """Unauthenticated calls (login, refresh, public endpoints), one bucket per client IP."""
 
     scope = "anon"
 
-    def get_cache_key(self, request, view):
+    def get_ident_key(self, request):
         if getattr(request.auth, "throttle_ident", None) is not None:
             return None
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+        return f"ip:{self.get_ident(request)}"
 
 
-class LoginRateThrottle(_SettingsRateThrottle):
+class LoginRateThrottle(_WindowThrottle):
     """Password attempts, per client IP: slows down credential stuffing."""
 
     scope = "login"
 
-    def get_cache_key(self, request, view):
-        return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+    def get_ident_key(self, request):
+        return f"ip:{self.get_ident(request)}"

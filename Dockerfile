@@ -1,0 +1,16 @@
+# Production-like image for docker-compose.yml: gunicorn web and RQ workers share it.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 VAR_DIR=/app/var
+WORKDIR /app
+
+COPY requirements.txt .
+RUN pip install --no-cache-dir -r requirements.txt
+
+COPY . .
+RUN DEBUG=0 SECRET_KEY=collectstatic-only python manage.py collectstatic --noinput -v 0 \
+    && useradd --system --uid 1000 app && mkdir -p /app/var/media && chown -R app /app/var
+USER app
+
+EXPOSE 8000
+CMD ["gunicorn", "pipeline_project.wsgi:application", "--bind", "0.0.0.0:8000", "--workers", "2", "--access-logfile", "-"]
