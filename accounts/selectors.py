@@ -1,6 +1,7 @@
 import uuid
 from functools import cache
 
+from django.db import connection
 from django.db.models import QuerySet
 
 from accounts.auth_cache import API_KEY_FIELDS, MEMBERSHIP_FIELDS, ORGANIZATION_FIELDS, USER_FIELDS
@@ -33,7 +34,7 @@ def membership_for_user(*, user_id, organization: str | None = None) -> Membersh
     by = "default"
     if organization:
         try:
-            params.append(uuid.UUID(organization))
+            params.append(Organization._meta.pk.get_db_prep_value(uuid.UUID(organization), connection))
             by = "id"
         except ValueError:
             params.append(organization)
