@@ -19,7 +19,7 @@ def test_small_limits_count_every_hit_in_redis(rates):
     window = rates("10/hour")
     assert [count_hit(window) for _ in range(3)] == [1, 2, 3]
     assert int(get_redis().get(window.key)) == 3
-    assert 0 < get_redis().ttl(window.key) <= window.wait + 1
+    assert 0 < get_redis().ttl(window.key) <= window.wait + 2  # expires just after the window ends
 
 
 def test_large_limits_flush_every_percent_of_the_limit(rates, settings):
