@@ -13,7 +13,7 @@ TEST_DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/pipeline
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 
-.PHONY: run test venv migrate demo schema bench-auth clean
+.PHONY: run test venv schema bench-auth lint clean
 
 venv:
 	@scripts/ensure-venv.sh
@@ -41,3 +41,6 @@ bench-auth: venv
 
 clean:
 	rm -rf var/static var/media var/db.sqlite3* var/demo-credentials.json
+
+lint: venv
+	ruff check . && ruff format --check .

@@ -46,8 +46,14 @@ class JWTAuthentication(simplejwt.JWTAuthentication):
         try:
             token.check_exp()
         except TokenError as exc:
-            raise InvalidToken({"detail": _("Given token not valid for any token type"), "messages": [
-                {"token_class": type(token).__name__, "token_type": token.token_type, "message": str(exc)}]}) from exc
+            raise InvalidToken(
+                {
+                    "detail": _("Given token not valid for any token type"),
+                    "messages": [
+                        {"token_class": type(token).__name__, "token_type": token.token_type, "message": str(exc)}
+                    ],
+                }
+            ) from exc
         return token
 
     def authenticate(self, request):

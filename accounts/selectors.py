@@ -11,8 +11,6 @@ from accounts.roles import Role
 from pipeline_project.lib.sql import columns, fetch_one
 
 
-
-
 @cache
 def _membership_sql(by: str) -> str:
     where = {"default": "", "id": "AND o.id = %s", "slug": "AND o.slug = %s"}[by]
@@ -40,7 +38,11 @@ def membership_for_user(*, user_id, organization: str | None = None) -> Membersh
             params.append(organization)
             by = "slug"
     row = fetch_one(
-        _membership_sql(by), params, (Membership, MEMBERSHIP_FIELDS), (User, USER_FIELDS), (Organization, ORGANIZATION_FIELDS)
+        _membership_sql(by),
+        params,
+        (Membership, MEMBERSHIP_FIELDS),
+        (User, USER_FIELDS),
+        (Organization, ORGANIZATION_FIELDS),
     )
     if row is None:
         return None
@@ -64,7 +66,12 @@ def api_key_for_authentication(prefix: str) -> ApiKey | None:
     """The key with this prefix, its creator, organization and the creator's current
     role there (``creator_role``, None when no longer a member): one prepared query."""
     row = fetch_one(
-        _api_key_sql(), [prefix], (ApiKey, API_KEY_FIELDS), (User, USER_FIELDS), (Organization, ORGANIZATION_FIELDS), (None, ["role"])
+        _api_key_sql(),
+        [prefix],
+        (ApiKey, API_KEY_FIELDS),
+        (User, USER_FIELDS),
+        (Organization, ORGANIZATION_FIELDS),
+        (None, ["role"]),
     )
     if row is None:
         return None

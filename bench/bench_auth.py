@@ -25,7 +25,9 @@ def main() -> int:
 
     user = User.objects.create_user("bench", password="bench-password-1")
     organization = organization_create(name="Bench", owner=user)
-    principal = Principal(user=user, organization=organization, role=Role.ADMIN, permissions=ROLE_PERMISSIONS[Role.ADMIN])
+    principal = Principal(
+        user=user, organization=organization, role=Role.ADMIN, permissions=ROLE_PERMISSIONS[Role.ADMIN]
+    )
     _, key = api_key_create(principal=principal, name="bench")
     access = str(RefreshToken.for_user(user).access_token)  # valid 15 minutes: plenty for the run
 

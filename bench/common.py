@@ -66,9 +66,21 @@ def free_port() -> int:
 def gunicorn(workers: int = 2):
     port = free_port()
     process = subprocess.Popen(
-        [PYTHON, "-m", "gunicorn", "pipeline_project.wsgi:application", "--bind", f"127.0.0.1:{port}",
-         "--workers", str(workers), "--log-level", "warning", *os.environ.get("BENCH_GUNICORN_ARGS", "").split()],
-        cwd=ROOT, env=ENV,
+        [
+            PYTHON,
+            "-m",
+            "gunicorn",
+            "pipeline_project.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+            "--workers",
+            str(workers),
+            "--log-level",
+            "warning",
+            *os.environ.get("BENCH_GUNICORN_ARGS", "").split(),
+        ],
+        cwd=ROOT,
+        env=ENV,
     )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -12,7 +12,6 @@ from rest_framework_simplejwt.serializers import (
 from rest_framework_simplejwt.settings import api_settings as jwt_settings
 
 from accounts import roles, selectors, services
-from accounts.models import ApiKey
 from accounts.api.serializers import (
     ApiKeyCreatedSerializer,
     ApiKeyCreateSerializer,
@@ -22,6 +21,7 @@ from accounts.api.serializers import (
     RefreshSerializer,
     TokenPairSerializer,
 )
+from accounts.models import ApiKey
 from pipeline_project.lib.throttling import AnonRateThrottle, LoginRateThrottle
 
 
@@ -106,7 +106,9 @@ class LogoutView(_TokenView):
 class MeView(APIView):
     required_permission = None  # any authenticated caller
 
-    @extend_schema(tags=["auth"], summary="The caller: user, organization, role and permissions", responses=MeSerializer)
+    @extend_schema(
+        tags=["auth"], summary="The caller: user, organization, role and permissions", responses=MeSerializer
+    )
     def get(self, request):
         # Built by hand rather than through MeSerializer (which documents it): this runs on
         # every client's first call and is the authentication benchmark's target.

@@ -131,7 +131,5 @@ def page_not_found(request, exception, template_name="404.html"):
 
 def server_error(request, template_name="500.html"):
     if _is_api(request):
-        return JsonResponse(
-            error_body("server_error", "An unexpected error occurred; it has been logged."), status=500
-        )
+        return JsonResponse(error_body("server_error", "An unexpected error occurred; it has been logged."), status=500)
     return defaults.server_error(request)

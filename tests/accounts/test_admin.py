@@ -41,14 +41,17 @@ def test_it_refuses_an_owner_outside_the_organization(staff_client, org, outside
 
 
 def test_it_revokes_keys_with_an_action(staff_client, owner_key):
-    staff_client.post(
-        "/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [owner_key.pk]}, follow=True
-    )
+    staff_client.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [owner_key.pk]}, follow=True)
     owner_key.refresh_from_db()
     assert owner_key.revoked_at is not None
 
 
 def test_the_admin_pages_render(staff_client, org, owner_key):
-    for url in ["/admin/", "/admin/accounts/apikey/", "/admin/accounts/organization/",
-                f"/admin/accounts/organization/{org.pk}/change/", "/admin/accounts/user/"]:
+    for url in [
+        "/admin/",
+        "/admin/accounts/apikey/",
+        "/admin/accounts/organization/",
+        f"/admin/accounts/organization/{org.pk}/change/",
+        "/admin/accounts/user/",
+    ]:
         assert staff_client.get(url).status_code == 200, url

@@ -117,8 +117,10 @@ def test_it_answers_403_for_a_user_in_no_organization(db):
 
 
 def test_it_throttles_logins_per_ip(anon, owner, settings):
-    settings.REST_FRAMEWORK = {**settings.REST_FRAMEWORK, "DEFAULT_THROTTLE_RATES": {
-        **settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "login": "2/hour"}}
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {**settings.REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"], "login": "2/hour"},
+    }
     for _ in range(2):
         anon.post(LOGIN, {"username": "owner", "password": "wrong"}, format="json")
     response = anon.post(LOGIN, {"username": "owner", "password": PASSWORD}, format="json")

@@ -2,8 +2,6 @@
 
 import pytest
 
-from tests.conftest import Client
-
 ME, KEYS = "/api/v1/auth/me", "/api/v1/auth/api-keys"
 
 
@@ -104,5 +102,3 @@ def test_500_unexpected_errors(owner, path):
     client.raise_request_exception = False
     error = error_of(client.get(path), 500)
     assert error["code"] == "server_error" and "boom" not in error["message"]
-
-

@@ -17,7 +17,7 @@ def start(**overrides) -> subprocess.CompletedProcess:
     """Imports the settings in a fresh interpreter, as start-up does."""
     environment = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "DEBUG"}}
     environment.update(BASE_ENV, DJANGO_SETTINGS_MODULE="pipeline_project.settings", **overrides)
-    code = "import django; django.setup(); from django.conf import settings; print(settings.DATABASES['default']['ENGINE'])"
+    code = "import django; django.setup(); from django.conf import settings as s; print(s.DATABASES['default'])"
     return subprocess.run([sys.executable, "-c", code], env=environment, capture_output=True, text=True, timeout=60)
 
 
@@ -58,10 +58,16 @@ def test_it_has_a_dev_secret_key_only_with_debug():
 def test_it_defaults_to_sqlite_under_var():
     environment = {k: v for k, v in BASE_ENV.items() if k != "DATABASE_URL"}
     result = subprocess.run(
-        [sys.executable, "-c", "import django; django.setup(); from django.conf import settings as s; "
-         "d = s.DATABASES['default']; print(d['NAME'], d['OPTIONS']['transaction_mode'])"],
+        [
+            sys.executable,
+            "-c",
+            "import django; django.setup(); from django.conf import settings as s; "
+            "d = s.DATABASES['default']; print(d['NAME'], d['OPTIONS']['transaction_mode'])",
+        ],
         env={"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "pipeline_project.settings", **environment},
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip().endswith("var/db.sqlite3 IMMEDIATE")

@@ -16,7 +16,11 @@ def test_the_make_run_configuration_works_on_sqlite(tmp_path):
         "ALLOWED_HOSTS": "testserver",
     }
     result = subprocess.run(
-        [sys.executable, "-m", "tests.project.sqlite_smoke"], env=environment, capture_output=True, text=True, timeout=120,
+        [sys.executable, "-m", "tests.project.sqlite_smoke"],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
         cwd=Path(__file__).resolve().parents[2],
     )
     assert result.returncode == 0, result.stderr
