@@ -28,6 +28,7 @@ run: venv
 test: venv
 	@scripts/ensure-postgres.sh "$(TEST_DATABASE_URL)"
 	@scripts/ensure-redis.sh "$(TEST_REDIS_URL)"
+	ruff check .
 	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" DEBUG=0 SECRET_KEY=test-only-secret-key-with-at-least-32-bytes \
 		python -m pytest $(PYTEST_ARGS)
 

@@ -99,6 +99,7 @@ try:
 except ValueError as exc:
     raise ImproperlyConfigured(f"Environment variable DATABASE_URL is invalid: {exc}") from None
 if _db["ENGINE"] == "django.db.backends.sqlite3":
+    Path(_db["NAME"]).parent.mkdir(parents=True, exist_ok=True)
     # Web and worker processes share one SQLite file: WAL lets readers run beside the
     # writer, IMMEDIATE takes the write lock up front so no transaction fails half-way.
     _db["OPTIONS"] = {
