@@ -25,6 +25,7 @@ from redis.exceptions import RedisError
 
 from accounts.models import ApiKey, Membership, Organization, User
 from pipeline_project.lib.redis import get_redis
+from pipeline_project.lib.sql import instance
 
 logger = logging.getLogger(__name__)
 
@@ -124,7 +125,7 @@ def _load(model: type[models.Model], data: dict) -> models.Model:
     parsers = _parsers(model)
     values = {name: parsers[name](value) if name in parsers and value is not None else value
               for name, value in data.items()}  # fmt: skip
-    return model.from_db("default", list(values), list(values.values()))
+    return instance(model, values)
 
 
 def _write(callback) -> None:

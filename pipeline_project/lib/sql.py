@@ -49,5 +49,12 @@ def fetch_one(sql: str, params: list, *shapes: tuple[type[models.Model], list[st
         for index, converters in enumerate(_converters(model, tuple(field_names), connection.vendor)):
             for converter, column in converters:
                 converted[index] = converter(converted[index], column, connection)
-        results.append(model.from_db(connection.alias, field_names, converted))
+        results.append(instance(model, dict(zip(field_names, converted, strict=True))))
     return results
+
+
+def instance(model: type[models.Model], values: dict) -> models.Model:
+    """A model instance as loaded from the database, from ``{attname: python value}``;
+    fields not given are deferred. (``Model.from_db`` wants the values in field order.)"""
+    names = [field.attname for field in model._meta.concrete_fields if field.attname in values]
+    return model.from_db(connection.alias, names, [values[name] for name in names])

@@ -108,3 +108,17 @@ def test_it_still_works_without_redis(owner_key, as_owner, settings, unused_tcp_
     settings.REDIS_URL = f"redis://127.0.0.1:{unused_tcp_port}/0"
     assert key_client(owner_key.raw_key).get(ME).status_code == 200
     assert as_owner.get(ME).status_code == 200
+
+
+@pytest.mark.parametrize("cache_ttl", [0, 60])
+def test_it_loads_every_user_field_right_from_database_and_cache(org, owner, owner_key, settings, cache_ttl):
+    settings.AUTH_CACHE_TTL = cache_ttl
+    owner.first_name, owner.last_name, owner.email = "Ada", "Lovelace", "ada@example.com"
+    owner.save()
+    expected = {"id": owner.id, "username": "owner", "email": "ada@example.com", "first_name": "Ada",
+                "last_name": "Lovelace"}  # fmt: skip
+    for client in (key_client(owner_key.raw_key), jwt_client(owner)):
+        for _ in range(2):  # the second call is served from the cache when it is on
+            me = client.get(ME).json()
+            assert me["user"] == expected
+            assert me["organization"] == {"id": str(org.id), "name": "Acme", "slug": "acme"}
