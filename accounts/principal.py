@@ -18,6 +18,11 @@ class Principal:
         return "api_key" if self.api_key is not None else "jwt"
 
     @property
+    def actor(self) -> str:
+        """How the audit trail and job timelines name the caller."""
+        return f"key:{self.api_key.pk}" if self.api_key is not None else f"user:{self.user.pk}"
+
+    @property
     def throttle_ident(self) -> str:
         return f"key:{self.api_key.pk}" if self.api_key is not None else f"user:{self.user.pk}"
 

@@ -1,12 +1,18 @@
-"""Page-number pagination in the API's list shape.
+"""Pagination in the API's list shapes: page numbers, and cursors for long lists.
 
 ``?page=&page_size=`` (``limit`` is an alias; at most 100) ->
 ``{"items", "total", "page", "page_size", "links": {"self", "next", "prev", "first", "last"}}``.
 A page past the end is an empty page, not an error.
 """
 
+import base64
+import binascii
+import json
 import math
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.serializers.json import DjangoJSONEncoder
+from django.db.models import Q
 from rest_framework import serializers
 from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
@@ -96,3 +102,90 @@ class PagePagination(BasePagination):
             param("page_size", f"Items per page (default {self.default_page_size}, max {self.max_page_size})."),
             param("limit", "Alias of page_size."),
         ]
+
+
+class CursorPagination(BasePagination):
+    """Keyset pagination for long or append-only lists: no COUNT, stable under inserts.
+
+    ``?cursor=`` (empty for the first page) -> ``{"items", "next_cursor", "links": {"self", "next"}}``.
+    The view's ``cursor_ordering`` (e.g. ``("-created_at", "-id")``, ending in a unique
+    field) orders the rows; the cursor carries the last row's values of those fields.
+    """
+
+    default_page_size = PagePagination.default_page_size
+    max_page_size = PagePagination.max_page_size
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.request = request
+        size_param = "page_size" if "page_size" in request.query_params else "limit"
+        self.page_size = min(_positive_int(request, size_param, self.default_page_size), self.max_page_size)
+        self.ordering = tuple(getattr(view, "cursor_ordering", ("-id",)))
+        model = queryset.model
+        values = self._decode(request.query_params.get("cursor", ""), model)
+        if values is not None:
+            queryset = queryset.filter(_after(self.ordering, values))
+        rows = list(queryset.order_by(*self.ordering)[: self.page_size + 1])
+        self.next_cursor = None
+        if len(rows) > self.page_size:
+            rows = rows[: self.page_size]
+            last = rows[-1]
+            self.next_cursor = _encode([getattr(last, name.lstrip("-")) for name in self.ordering])
+        return rows
+
+    def _decode(self, cursor: str, model):
+        if not cursor:
+            return None
+        try:
+            raw = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4)))
+            fields = [model._meta.get_field(name.lstrip("-")) for name in self.ordering]
+            if not isinstance(raw, list) or len(raw) != len(fields):
+                raise ValueError
+            return [field.to_python(value) for field, value in zip(fields, raw, strict=True)]
+        except (ValueError, TypeError, DjangoValidationError, binascii.Error):
+            raise serializers.ValidationError({"cursor": ["Invalid cursor."]}) from None
+
+    def get_paginated_response(self, data):
+        url = self.request.build_absolute_uri()
+        next_url = replace_query_param(url, "cursor", self.next_cursor) if self.next_cursor else None
+        return Response({"items": data, "next_cursor": self.next_cursor, "links": {"self": url, "next": next_url}})
+
+    def get_paginated_response_schema(self, schema):
+        link = {"type": "string", "format": "uri", "nullable": True}
+        return {
+            "type": "object",
+            "required": ["items", "next_cursor", "links"],
+            "properties": {
+                "items": schema,
+                "next_cursor": {"type": "string", "nullable": True, "description": "Pass as ?cursor= for more."},
+                "links": {"type": "object", "properties": {"self": link, "next": link}},
+            },
+        }
+
+    def get_schema_operation_parameters(self, view):
+        return [
+            {
+                "name": "cursor",
+                "required": False,
+                "in": "query",
+                "description": "Cursor pagination: empty for the first page, then `next_cursor`.",
+                "schema": {"type": "string"},
+            },
+            *PagePagination().get_schema_operation_parameters(view)[1:],
+        ]
+
+
+def _encode(values: list) -> str:
+    raw = json.dumps(values, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _after(ordering: tuple[str, ...], values: list) -> Q:
+    """Rows strictly after ``values`` in ``ordering``: (a > x) | (a = x & b > y) | ..."""
+    condition = Q()
+    for index, name in enumerate(ordering):
+        field = name.lstrip("-")
+        step = Q(**{f"{field}__{'lt' if name.startswith('-') else 'gt'}": values[index]})
+        for previous, value in zip(ordering[:index], values[:index], strict=True):
+            step &= Q(**{previous.lstrip("-"): value})
+        condition |= step
+    return condition

@@ -1,0 +1,195 @@
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.generics import get_object_or_404
+from rest_framework.response import Response
+
+from accounts import roles
+from jobs import confirmation, selectors, services
+from jobs.api.filters import SORT_FIELDS, JobFilter, job_ordering
+from jobs.api.serializers import (
+    CancelConfirmationSerializer,
+    CancelSerializer,
+    JobCreateSerializer,
+    JobDetailSerializer,
+    JobEventSerializer,
+    JobSerializer,
+    RetrySerializer,
+)
+from jobs.models import Job, JobStatus
+from pipeline_project.lib.errors import ApplicationError, InvalidStateError
+from pipeline_project.lib.pagination import CursorPagination, PagePagination
+
+IDEMPOTENCY_HEADER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="Same key and body within 24 h return the same job (200); another body is a 409.",
+)
+LIST_PARAMETERS = [
+    OpenApiParameter("sort_by", OpenApiTypes.STR, enum=SORT_FIELDS, description="Default created_at."),
+    OpenApiParameter("sort_order", OpenApiTypes.STR, enum=["asc", "desc"], description="Default desc."),
+    OpenApiParameter("cursor", OpenApiTypes.STR, description="Cursor pagination (no total): empty, then next_cursor."),
+]
+
+
+@extend_schema(tags=["jobs"])
+class JobViewSet(viewsets.GenericViewSet):
+    """Jobs of the caller's organization."""
+
+    required_permission = {
+        "list": roles.JOBS_READ,
+        "retrieve": roles.JOBS_READ,
+        "events": roles.JOBS_READ,
+        "create": roles.JOBS_CREATE,
+        "start": roles.JOBS_CREATE,
+        "destroy": roles.JOBS_CANCEL,
+        "cancel": roles.JOBS_CANCEL,
+        "retry": roles.JOBS_RETRY,
+    }
+    queryset = Job.objects.none()  # for the schema; requests use the selectors
+    serializer_class = JobSerializer
+    filterset_class = JobFilter
+
+    def get_queryset(self):
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset
+        if self.action == "retrieve":
+            return selectors.job_detail_queryset(principal=self.request.auth)
+        return selectors.job_queryset(principal=self.request.auth)
+
+    @property
+    def paginator(self):
+        if not hasattr(self, "_paginator"):
+            deep = self.action == "events" or "cursor" in self.request.query_params
+            self._paginator = CursorPagination() if deep else PagePagination()
+        return self._paginator
+
+    @property
+    def cursor_ordering(self):
+        return ("id",) if self.action == "events" else job_ordering(self.request.query_params)
+
+    @extend_schema(summary="List jobs", parameters=LIST_PARAMETERS)
+    def list(self, request):
+        jobs = self.filter_queryset(self.get_queryset()).order_by(*job_ordering(request.query_params))
+        page = self.paginate_queryset(jobs)
+        return self.get_paginated_response(JobSerializer(page, many=True, context={"request": request}).data)
+
+    @extend_schema(
+        summary="Create a job",
+        description="A `url` job fetches its document in the worker; a `text` job carries it inline; an `upload` "
+        "job starts as a draft to add files to (or use POST /upload). Queued jobs are enqueued on RQ after commit.",
+        request=JobCreateSerializer,
+        responses={201: JobSerializer, 200: JobSerializer},
+        parameters=[IDEMPOTENCY_HEADER],
+        examples=[
+            OpenApiExample(
+                "URL",
+                request_only=True,
+                value={
+                    "source_type": "url",
+                    "source_uri": "https://example.com/report.pdf",
+                    "priority": "high",
+                    "metadata": {"customer": "acme"},
+                },  # fmt: skip
+            ),
+            OpenApiExample("Text", request_only=True, value={"source_type": "text", "text": "Hello, world."}),
+        ],
+    )
+    def create(self, request):
+        serializer = JobCreateSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        key = request.headers.get("Idempotency-Key", "").strip()
+        if len(key) > 255:
+            raise ApplicationError("Idempotency-Key is at most 255 characters.", code="invalid")
+        job, created = services.job_create(
+            principal=request.auth,
+            idempotency_key=key or None,
+            fingerprint=services.request_hash(serializer.validated_data) if key else "",
+            **serializer.validated_data,
+        )
+        return Response(
+            JobSerializer(job, context={"request": request}).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+    @extend_schema(summary="Get a job", responses=JobDetailSerializer)
+    def retrieve(self, request, pk=None):
+        return Response(JobDetailSerializer(self.get_object(), context={"request": request}).data)
+
+    @extend_schema(summary="Cancel a job (one step)", description="Like POST /cancel without the confirmation.")
+    def destroy(self, request, pk=None):
+        services.job_cancel(job=self.get_object(), actor=request.auth.actor)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(
+        summary="Cancel a job (two steps)",
+        description="Without `confirm_token`: 202 with a token (valid 120 s, for this job and caller) and what "
+        "cancelling loses. With it: cancels; a queued or draft job becomes cancelled, a processing one cancelling "
+        "(its worker stops it).",
+        request=CancelSerializer,
+        responses={200: JobSerializer, 202: CancelConfirmationSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        serializer = CancelSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        job, actor = self.get_object(), request.auth.actor
+        token = serializer.validated_data.get("confirm_token")
+        if token is None:
+            return Response(self._cancel_confirmation(job, actor), status=status.HTTP_202_ACCEPTED)
+        problem = confirmation.cancel_token_error(token, job_id=job.id, actor=actor)
+        if problem:
+            raise ApplicationError(problem, code="invalid_confirm_token", details={"confirm_token": [problem]})
+        job = services.job_cancel(job=job, actor=actor)
+        return Response(JobSerializer(job, context={"request": request}).data)
+
+    def _cancel_confirmation(self, job: Job, actor: str) -> dict:
+        if job.is_terminal or job.status == JobStatus.CANCELLING:
+            raise InvalidStateError(f"A {job.status} job cannot be cancelled.", details={"status": job.status})
+        becomes = JobStatus.CANCELLING if job.status == JobStatus.PROCESSING else JobStatus.CANCELLED
+        return {
+            "confirm_token": confirmation.cancel_token(job_id=job.id, actor=actor),
+            "expires_in": confirmation.CANCEL_TOKEN_MAX_AGE,
+            "message": f"Send this token back within {confirmation.CANCEL_TOKEN_MAX_AGE} s to cancel the job.",
+            "will_lose": {
+                "status": job.status,
+                "becomes": becomes,
+                "progress_percent": job.progress_percent,
+                "stage": job.progress_stage,
+                "files": job.files.count(),
+                "partial_results_discarded": job.status == JobStatus.PROCESSING,
+            },
+        }
+
+    @extend_schema(
+        summary="Retry a failed or cancelled job",
+        description="Creates a new queued job with the same source, files and configuration, optionally "
+        "overriding priority, mode and metadata. Both jobs link to each other.",
+        request=RetrySerializer,
+        responses={201: JobSerializer},
+    )
+    @action(detail=True, methods=["post"])
+    def retry(self, request, pk=None):
+        serializer = RetrySerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        overrides = serializer.validated_data.get("updated_config", {})
+        job = services.job_retry(job=self.get_object(), principal=request.auth, overrides=overrides)
+        return Response(JobSerializer(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Start a draft job", request=None, responses=JobSerializer)
+    @action(detail=True, methods=["post"])
+    def start(self, request, pk=None):
+        job = services.job_start(job=self.get_object(), actor=request.auth.actor)
+        return Response(JobSerializer(job, context={"request": request}).data)
+
+    @extend_schema(summary="The job's timeline", responses=JobEventSerializer(many=True))
+    @action(detail=True, methods=["get"])
+    def events(self, request, pk=None):
+        events = selectors.job_events(job=self.get_object())
+        page = self.paginate_queryset(events)
+        return self.get_paginated_response(JobEventSerializer(page, many=True).data)
+
+    def get_object(self):
+        return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])

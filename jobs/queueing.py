@@ -1,0 +1,46 @@
+"""Putting jobs on RQ. PostgreSQL holds the job; Redis only carries a pointer to it.
+
+Jobs are enqueued after the transaction that queued them commits, on the queue of
+their priority, with the RQ job id equal to our job id (so a duplicate enqueue of the
+same job is harmless: the worker claims the row, not the message). If Redis is down,
+the job stays ``queued`` in the database and the reconciler enqueues it again later.
+"""
+
+import logging
+
+from django.conf import settings
+from django.db import transaction
+from redis.exceptions import RedisError
+from rq import Queue
+
+from pipeline_project.lib.redis import get_redis
+
+logger = logging.getLogger(__name__)
+
+RUN_JOB = "jobs.tasks.run_job"  # the worker's entry point (the processing engine)
+
+
+def queue(name: str) -> Queue:
+    return Queue(name, connection=get_redis(), default_timeout=settings.RQ_DEFAULT_TIMEOUT)
+
+
+def enqueue(job_id, queue_name: str) -> None:
+    try:
+        queue(queue_name).enqueue_call(RUN_JOB, args=(str(job_id),), job_id=str(job_id))
+    except RedisError:
+        logger.warning("job %s stays queued in the database: Redis unavailable", job_id, exc_info=True)
+
+
+def dequeue(job_id, queue_name: str) -> None:
+    try:
+        queue(queue_name).remove(str(job_id))
+    except RedisError:
+        logger.warning("could not remove job %s from queue %s", job_id, queue_name, exc_info=True)
+
+
+def enqueue_on_commit(job_id, queue_name: str) -> None:
+    transaction.on_commit(lambda: enqueue(job_id, queue_name))
+
+
+def dequeue_on_commit(job_id, queue_name: str) -> None:
+    transaction.on_commit(lambda: dequeue(job_id, queue_name))

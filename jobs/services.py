@@ -1,0 +1,224 @@
+"""Writes on jobs. Every status change goes through ``job_transition``: row lock, state
+machine check, timeline event, all in one transaction; RQ is told after commit."""
+
+import hashlib
+import json
+import logging
+from datetime import timedelta
+
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from accounts.principal import Principal
+from jobs import queueing
+from jobs.models import Job, JobEvent, JobFile, JobStatus, SourceType
+from pipeline_project.lib.errors import ConflictError, InvalidStateError
+from pipeline_project.lib.storage import upload_path
+
+logger = logging.getLogger(__name__)
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+SYSTEM = "system"
+
+
+def job_transition(*, job_id, to: str, actor: str, message: str = "", **changes) -> Job:
+    """Moves the job to ``to`` (409 ``invalid_state`` if the state machine forbids it),
+    applying ``changes`` and recording a JobEvent, under a row lock."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job_id)
+        if not job.can_transition_to(to):
+            raise InvalidStateError(
+                f"A {job.status} job cannot become {to}.",
+                details={"status": job.status, "requested": to},
+            )
+        previous = job.status
+        job.status = to
+        for field, value in changes.items():
+            setattr(job, field, value)
+        if to in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED):
+            job.completed_at = timezone.now()
+        job.save()
+        JobEvent.objects.create(job=job, from_status=previous, to_status=to, actor=actor, message=message)
+    return job
+
+
+def request_hash(payload: dict) -> str:
+    """A stable fingerprint of a creation request, for idempotency."""
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def job_create(
+    *,
+    principal: Principal,
+    source_type: str,
+    source_uri: str = "",
+    text: str | None = None,
+    file_name: str = "",
+    file_size: int | None = None,
+    mime_type: str = "",
+    mode: str = "standard",
+    priority: int,
+    metadata: dict | None = None,
+    webhook_url: str = "",
+    start: bool = True,
+    idempotency_key: str | None = None,
+    fingerprint: str = "",
+) -> tuple[Job, bool]:
+    """Creates a job (``queued``, or ``draft`` when not started); returns ``(job, created)``.
+
+    With an ``idempotency_key``, the same key and ``fingerprint`` within 24 h return the
+    job first created (``created`` False); the same key with another request is a 409.
+    """
+    if idempotency_key:
+        existing = _idempotent_job(principal, idempotency_key, fingerprint)
+        if existing is not None:
+            return existing, False
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            job = Job.objects.create(
+                organization=principal.organization,
+                created_by=principal.user,
+                created_by_key=principal.api_key,
+                status=JobStatus.QUEUED if start else JobStatus.DRAFT,
+                source_type=source_type,
+                source_uri=source_uri,
+                file_name=file_name,
+                file_size=file_size,
+                mime_type=mime_type,
+                mode=mode,
+                priority=priority,
+                metadata=metadata or {},
+                webhook_url=webhook_url,
+                idempotency_key=idempotency_key or None,
+                request_hash=fingerprint,
+            )
+            if source_type == SourceType.TEXT:
+                job_file = _store_text(job, text or "", stored)
+                job.file_name, job.file_size, job.mime_type = file_name or "input.txt", job_file.size, "text/plain"
+                job.save(update_fields=["file_name", "file_size", "mime_type"])
+            JobEvent.objects.create(job=job, to_status=job.status, actor=principal.actor, message="created")
+            if start:
+                queueing.enqueue_on_commit(job.id, job.queue_name)
+    except IntegrityError:
+        _delete_stored(stored)
+        if idempotency_key:  # a concurrent request with the same key won the race
+            existing = _idempotent_job(principal, idempotency_key, fingerprint)
+            if existing is not None:
+                return existing, False
+        raise
+    except BaseException:
+        _delete_stored(stored)
+        raise
+    return job, True
+
+
+def _idempotent_job(principal: Principal, key: str, fingerprint: str) -> Job | None:
+    job = Job.objects.filter(organization=principal.organization, idempotency_key=key).first()
+    if job is None:
+        return None
+    if job.created_at < timezone.now() - IDEMPOTENCY_WINDOW:
+        Job.objects.filter(pk=job.pk).update(idempotency_key=None)  # expired: the key is free again
+        return None
+    if job.request_hash != fingerprint:
+        raise ConflictError(
+            "This Idempotency-Key was already used with a different request.",
+            code="idempotency_key_reused",
+            details={"job_id": str(job.id)},
+        )
+    return job
+
+
+def _store_text(job: Job, text: str, stored: list[str]) -> JobFile:
+    content = text.encode()
+    name = default_storage.save(upload_path(job.organization_id, job.id, "input.txt"), ContentFile(content))
+    stored.append(name)
+    return JobFile.objects.create(
+        job=job,
+        storage_name=name,
+        original_name="input.txt",
+        size=len(content),
+        mime_type="text/plain",
+        sha256=hashlib.sha256(content).hexdigest(),
+    )
+
+
+def _delete_stored(names: list[str]) -> None:
+    for name in names:
+        try:
+            default_storage.delete(name)
+        except OSError:
+            logger.exception("could not delete stored file %s", name)
+
+
+def job_start(*, job: Job, actor: str) -> Job:
+    """draft -> queued, then onto RQ. An upload job needs at least one file (409 ``no_files``)."""
+    with transaction.atomic():
+        locked = Job.objects.select_for_update().get(pk=job.pk)
+        if locked.status == JobStatus.DRAFT and locked.source_type == SourceType.UPLOAD:
+            if not locked.files.exists():
+                raise ConflictError("Add at least one file before starting this job.", code="no_files")
+        job = job_transition(job_id=job.pk, to=JobStatus.QUEUED, actor=actor, message="started")
+        queueing.enqueue_on_commit(job.id, job.queue_name)
+    return job
+
+
+def job_cancel(*, job: Job, actor: str) -> Job:
+    """Draft or queued jobs are cancelled at once; a processing job becomes ``cancelling``
+    and its worker finishes the cancellation. Finished jobs answer 409."""
+    with transaction.atomic():
+        status = Job.objects.select_for_update().values_list("status", flat=True).get(pk=job.pk)
+        if status == JobStatus.PROCESSING:
+            return job_transition(job_id=job.pk, to=JobStatus.CANCELLING, actor=actor, message="cancel requested")
+        job = job_transition(job_id=job.pk, to=JobStatus.CANCELLED, actor=actor, message="cancelled")
+        if status == JobStatus.QUEUED:
+            queueing.dequeue_on_commit(job.id, job.queue_name)
+    return job
+
+
+def job_retry(*, job: Job, principal: Principal, overrides: dict) -> Job:
+    """A new queued job with the same source, files and configuration (``overrides`` applied:
+    priority, mode, metadata), linked to the original. Only failed or cancelled jobs."""
+    with transaction.atomic():
+        original = Job.objects.select_for_update().get(pk=job.pk)
+        if original.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+            raise InvalidStateError(
+                f"Only failed or cancelled jobs can be retried; this one is {original.status}.",
+                details={"status": original.status},
+            )
+        retry = Job.objects.create(
+            organization=original.organization,
+            created_by=principal.user,
+            created_by_key=principal.api_key,
+            status=JobStatus.QUEUED,
+            source_type=original.source_type,
+            source_uri=original.source_uri,
+            file_name=original.file_name,
+            file_size=original.file_size,
+            mime_type=original.mime_type,
+            mode=overrides.get("mode", original.mode),
+            priority=overrides.get("priority", original.priority),
+            config=original.config,
+            metadata=overrides.get("metadata", original.metadata),
+            webhook_url=original.webhook_url,
+            max_attempts=original.max_attempts,
+            retried_from=original,
+        )
+        JobFile.objects.bulk_create(
+            JobFile(
+                job=retry,
+                storage_name=file.storage_name,  # the stored object is shared, not copied
+                original_name=file.original_name,
+                size=file.size,
+                mime_type=file.mime_type,
+                sha256=file.sha256,
+            )
+            for file in original.files.all()
+        )
+        JobEvent.objects.create(
+            job=retry, to_status=retry.status, actor=principal.actor, message=f"retry of {original.id}"
+        )
+        queueing.enqueue_on_commit(retry.id, retry.queue_name)
+    return retry

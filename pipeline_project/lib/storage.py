@@ -1,0 +1,27 @@
+"""Where uploaded and generated files live in the default storage (local disk or S3)."""
+
+import re
+import unicodedata
+import uuid
+
+MAX_NAME_LENGTH = 120
+
+
+def safe_filename(name: str) -> str:
+    """A name safe on any file system and in a URL path: no directories, no NUL or control
+    characters, no leading dots, at most ``MAX_NAME_LENGTH`` characters (extension kept)."""
+    name = unicodedata.normalize("NFKC", name or "")
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = re.sub(r"[^\w.\- ]", "_", name).strip(" .")
+    stem, dot, ext = name.rpartition(".")
+    if not dot or not stem or len(ext) > 16:
+        stem, ext = name, ""
+    ext = f".{ext}" if ext else ""
+    stem = stem[: MAX_NAME_LENGTH - len(ext)]
+    return f"{stem}{ext}" if stem else f"file{ext}"
+
+
+def upload_path(organization_id, job_id, original_name: str) -> str:
+    """``uploads/<org>/<job>/<uuid>/<sanitized name>``: unique without renaming the file."""
+    return f"uploads/{organization_id}/{job_id}/{uuid.uuid4().hex}/{safe_filename(original_name)}"
