@@ -6,6 +6,7 @@ import json
 import logging
 from datetime import timedelta
 
+from django.conf import settings
 from django.core.files.base import ContentFile
 from django.core.files.storage import default_storage
 from django.db import IntegrityError, transaction
@@ -14,8 +15,9 @@ from django.utils import timezone
 from accounts.principal import Principal
 from jobs import queueing
 from jobs.models import Job, JobEvent, JobFile, JobStatus, SourceType
+from jobs.uploads import Upload
 from pipeline_project.lib.errors import ConflictError, InvalidStateError
-from pipeline_project.lib.storage import upload_path
+from pipeline_project.lib.storage import display_name, upload_path
 
 logger = logging.getLogger(__name__)
 
@@ -222,3 +224,99 @@ def job_retry(*, job: Job, principal: Principal, overrides: dict) -> Job:
         )
         queueing.enqueue_on_commit(retry.id, retry.queue_name)
     return retry
+
+
+def _store_upload(job: Job, upload: Upload, stored: list[str], *, record_detection: bool) -> JobFile:
+    name = default_storage.save(upload_path(job.organization_id, job.id, upload.file.name), upload.file)
+    stored.append(name)
+    detection = upload.detection
+    return JobFile.objects.create(
+        job=job,
+        storage_name=name,
+        original_name=display_name(upload.file.name),
+        size=upload.file.size,
+        mime_type=detection.mime_type,
+        sha256=upload.sha256,
+        result={"detection": {"mime_type": detection.mime_type, "encoding": detection.encoding}}
+        if record_detection
+        else None,
+    )
+
+
+def jobs_from_uploads(
+    *,
+    principal: Principal,
+    uploads: list[Upload],
+    priority: int,
+    mode: str = "standard",
+    metadata: dict | None = None,
+    record_detection: bool = False,
+) -> list[Job]:
+    """One queued job per uploaded file, all or nothing: if anything fails, the rows roll
+    back and every file already stored is deleted."""
+    stored: list[str] = []
+    jobs = []
+    try:
+        with transaction.atomic():
+            for upload in uploads:
+                job = Job.objects.create(
+                    organization=principal.organization,
+                    created_by=principal.user,
+                    created_by_key=principal.api_key,
+                    status=JobStatus.QUEUED,
+                    source_type=SourceType.UPLOAD,
+                    file_name=display_name(upload.file.name),
+                    file_size=upload.file.size,
+                    mime_type=upload.detection.mime_type,
+                    mode=mode,
+                    priority=priority,
+                    metadata=metadata or {},
+                )
+                _store_upload(job, upload, stored, record_detection=record_detection)
+                JobEvent.objects.create(job=job, to_status=job.status, actor=principal.actor, message="uploaded")
+                queueing.enqueue_on_commit(job.id, job.queue_name)
+                jobs.append(job)
+    except BaseException:
+        _delete_stored(stored)
+        raise
+    return jobs
+
+
+def job_files_add(*, job: Job, uploads: list[Upload]) -> list[JobFile]:
+    """Adds files to a draft (409 ``invalid_state`` otherwise; 409 ``file_limit`` past
+    ``JOB_MAX_FILES``). All or nothing, like ``jobs_from_uploads``."""
+    stored: list[str] = []
+    try:
+        with transaction.atomic():
+            job = Job.objects.select_for_update().get(pk=job.pk)
+            if job.status != JobStatus.DRAFT:
+                raise InvalidStateError(f"Files can be added to drafts only; this job is {job.status}.")
+            present = job.files.count()
+            if present + len(uploads) > settings.JOB_MAX_FILES:
+                raise ConflictError(
+                    f"A job holds at most {settings.JOB_MAX_FILES} files; it has {present}.",
+                    code="file_limit",
+                    details={"limit": settings.JOB_MAX_FILES, "present": present},
+                )
+            files = [_store_upload(job, upload, stored, record_detection=True) for upload in uploads]
+            if not job.file_name:
+                job.file_name, job.mime_type = files[0].original_name, files[0].mime_type
+            job.file_size = (job.file_size or 0) + sum(file.size for file in files)
+            job.save(update_fields=["file_name", "mime_type", "file_size", "updated_at"])
+    except BaseException:
+        _delete_stored(stored)
+        raise
+    return files
+
+
+def job_file_delete(*, job: Job, job_file: JobFile) -> None:
+    """Removes a file from a draft, and its stored object once no job refers to it."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if job.status != JobStatus.DRAFT:
+            raise InvalidStateError(f"Files can be removed from drafts only; this job is {job.status}.")
+        job_file.delete()
+        job.file_size = max(0, (job.file_size or 0) - job_file.size)
+        job.save(update_fields=["file_size", "updated_at"])
+        if not JobFile.objects.filter(storage_name=job_file.storage_name).exists():
+            transaction.on_commit(lambda: _delete_stored([job_file.storage_name]))

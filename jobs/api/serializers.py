@@ -226,3 +226,28 @@ class JobEventSerializer(serializers.ModelSerializer):
         model = JobEvent
         fields = ["id", "from_status", "to_status", "actor", "message", "created_at"]
         read_only_fields = fields
+
+
+class UploadOptionsSerializer(JobOptionsSerializer):
+    metadata = serializers.JSONField(required=False, default=dict, binary=True, validators=[check_metadata])
+    detect = serializers.BooleanField(
+        required=False, default=False, help_text="Record the detected type and encoding on each file now."
+    )
+
+
+class UploadRequestSerializer(UploadOptionsSerializer):
+    """For the schema: the multipart form."""
+
+    files = serializers.ListField(child=serializers.FileField(), help_text="One or more files (one job each).")
+
+
+class UploadResponseSerializer(serializers.Serializer):
+    jobs = JobSerializer(many=True)
+
+
+class FilesRequestSerializer(serializers.Serializer):
+    files = serializers.ListField(child=serializers.FileField())
+
+
+class FilesResponseSerializer(serializers.Serializer):
+    files = JobFileSerializer(many=True)

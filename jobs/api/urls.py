@@ -1,3 +1,4 @@
+from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from jobs.api import views
@@ -5,4 +6,4 @@ from jobs.api import views
 router = SimpleRouter(trailing_slash=False)
 router.register("jobs", views.JobViewSet, basename="job")
 
-urlpatterns = router.urls
+urlpatterns = [path("upload", views.UploadView.as_view(), name="upload"), *router.urls]

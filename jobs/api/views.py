@@ -1,9 +1,12 @@
+from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
+from rest_framework.parsers import MultiPartParser
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from accounts import roles
 from jobs import confirmation, selectors, services
@@ -11,13 +14,20 @@ from jobs.api.filters import SORT_FIELDS, JobFilter, job_ordering
 from jobs.api.serializers import (
     CancelConfirmationSerializer,
     CancelSerializer,
+    FilesRequestSerializer,
+    FilesResponseSerializer,
     JobCreateSerializer,
     JobDetailSerializer,
     JobEventSerializer,
+    JobFileSerializer,
     JobSerializer,
     RetrySerializer,
+    UploadOptionsSerializer,
+    UploadRequestSerializer,
+    UploadResponseSerializer,
 )
 from jobs.models import Job, JobStatus
+from jobs.uploads import Upload, inspect, use_limited_upload_handler
 from pipeline_project.lib.errors import ApplicationError, InvalidStateError
 from pipeline_project.lib.pagination import CursorPagination, PagePagination
 
@@ -47,6 +57,9 @@ class JobViewSet(viewsets.GenericViewSet):
         "destroy": roles.JOBS_CANCEL,
         "cancel": roles.JOBS_CANCEL,
         "retry": roles.JOBS_RETRY,
+        "files": roles.JOBS_READ,
+        "add_files": roles.JOBS_CREATE,
+        "delete_file": roles.JOBS_CREATE,
     }
     queryset = Job.objects.none()  # for the schema; requests use the selectors
     serializer_class = JobSerializer
@@ -191,5 +204,71 @@ class JobViewSet(viewsets.GenericViewSet):
         page = self.paginate_queryset(events)
         return self.get_paginated_response(JobEventSerializer(page, many=True).data)
 
+    @extend_schema(summary="List a job's files", responses=JobFileSerializer(many=True))
+    @action(detail=True, methods=["get"], parser_classes=[MultiPartParser])  # the POST (add_files) is multipart
+    def files(self, request, pk=None):
+        page = self.paginate_queryset(selectors.job_files(job=self.get_object()))
+        return self.get_paginated_response(JobFileSerializer(page, many=True).data)
+
+    @extend_schema(
+        summary="Add files to a draft job",
+        description=f"Multipart, field `files` (repeat it). Drafts only; at most JOB_MAX_FILES (default "
+        f"{settings.JOB_MAX_FILES}) per job. Types are checked from the content.",
+        request={"multipart/form-data": FilesRequestSerializer},
+        responses={201: FilesResponseSerializer},
+    )
+    @files.mapping.post
+    def add_files(self, request, pk=None):
+        job = self.get_object()
+        uploads = _received_uploads(request, max_files=settings.JOB_MAX_FILES)
+        files = services.job_files_add(job=job, uploads=uploads)
+        return Response({"files": JobFileSerializer(files, many=True).data}, status=status.HTTP_201_CREATED)
+
+    @extend_schema(summary="Remove a file from a draft job", responses={204: None})
+    @action(detail=True, methods=["delete"], url_path=r"files/(?P<file_id>[^/]+)")
+    def delete_file(self, request, pk=None, file_id=None):
+        job = self.get_object()
+        job_file = get_object_or_404(selectors.job_files(job=job), pk=file_id)
+        services.job_file_delete(job=job, job_file=job_file)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
     def get_object(self):
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
+
+
+def _received_uploads(request, *, max_files: int) -> list[Upload]:
+    """The request's files (field ``files``, or ``file``), streamed, limited and inspected."""
+    use_limited_upload_handler(request, max_files=max_files)
+    received = request.FILES.getlist("files") + request.FILES.getlist("file")
+    if not received:
+        raise ApplicationError("Send one or more files in the field `files`.", code="invalid",
+                               details={"files": ["No file was submitted."]})  # fmt: skip
+    return [inspect(uploaded) for uploaded in received]
+
+
+@extend_schema(tags=["jobs"])
+class UploadView(APIView):
+    required_permission = roles.JOBS_CREATE
+    parser_classes = [MultiPartParser]
+
+    @extend_schema(
+        summary="Upload documents: one queued job per file",
+        description="Multipart: `files` (repeat it; at most UPLOAD_MAX_FILES), and optionally `priority`, "
+        "`mode`, `metadata` (JSON text), `detect`. Files stream to storage, never whole into memory. Size "
+        "is checked while receiving (413), type from the content (415). All or nothing: any failure leaves no "
+        "job and no stored file.",
+        request={"multipart/form-data": UploadRequestSerializer},
+        responses={201: UploadResponseSerializer},
+    )
+    def post(self, request):
+        uploads = _received_uploads(request, max_files=settings.UPLOAD_MAX_FILES)
+        options = UploadOptionsSerializer(data=request.data)
+        options.is_valid(raise_exception=True)
+        data = dict(options.validated_data)
+        jobs = services.jobs_from_uploads(
+            principal=request.auth, uploads=uploads, record_detection=data.pop("detect"), **data
+        )
+        return Response(
+            {"jobs": JobSerializer(jobs, many=True, context={"request": request}).data},
+            status=status.HTTP_201_CREATED,
+        )

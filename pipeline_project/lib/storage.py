@@ -25,3 +25,11 @@ def safe_filename(name: str) -> str:
 def upload_path(organization_id, job_id, original_name: str) -> str:
     """``uploads/<org>/<job>/<uuid>/<sanitized name>``: unique without renaming the file."""
     return f"uploads/{organization_id}/{job_id}/{uuid.uuid4().hex}/{safe_filename(original_name)}"
+
+
+def display_name(name: str, default: str = "file") -> str:
+    """A client-supplied file name fit to store and show: path, NUL and control characters
+    removed, at most 255 characters. The stored object's name comes from ``safe_filename``."""
+    name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
+    return name[:255] or default
