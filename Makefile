@@ -12,8 +12,9 @@ WEB_PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/pipeline
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
+BENCHES := auth jobs_create jobs_list upload_rss
 
-.PHONY: run test venv schema bench-auth lint clean
+.PHONY: run test venv schema lint clean $(addprefix bench-,$(subst _,-,$(BENCHES)))
 
 venv:
 	@scripts/ensure-venv.sh
@@ -35,10 +36,10 @@ test: venv
 schema: venv
 	DEBUG=1 python manage.py spectacular --validate --fail-on-warn --file var/openapi.yaml
 
-bench-auth: venv
+$(addprefix bench-,$(subst _,-,$(BENCHES))): bench-%: venv
 	@scripts/ensure-postgres.sh "$(TEST_DATABASE_URL)"
 	@scripts/ensure-redis.sh "$(TEST_REDIS_URL)"
-	cd bench && python bench_auth.py
+	cd bench && python bench_$(subst -,_,$*).py
 
 clean:
 	rm -rf var/static var/media var/db.sqlite3* var/demo-credentials.json

@@ -9,7 +9,7 @@ Target: both ratios >= 0.5.
 
 import sys
 
-from common import gunicorn, interleaved, setup_django, wrk_rps
+from common import bench_api_key, gunicorn, interleaved, setup_django, wrk_rps
 
 TARGET = 0.5
 
@@ -18,17 +18,7 @@ def main() -> int:
     setup_django()
     from rest_framework_simplejwt.tokens import RefreshToken
 
-    from accounts.models import User
-    from accounts.principal import Principal
-    from accounts.roles import ROLE_PERMISSIONS, Role
-    from accounts.services import api_key_create, organization_create
-
-    user = User.objects.create_user("bench", password="bench-password-1")
-    organization = organization_create(name="Bench", owner=user)
-    principal = Principal(
-        user=user, organization=organization, role=Role.ADMIN, permissions=ROLE_PERMISSIONS[Role.ADMIN]
-    )
-    _, key = api_key_create(principal=principal, name="bench")
+    key, user, _ = bench_api_key()
     access = str(RefreshToken.for_user(user).access_token)  # valid 15 minutes: plenty for the run
 
     with gunicorn(workers=2) as base:

@@ -63,7 +63,7 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def gunicorn(workers: int = 2):
+def gunicorn(workers: int = 2, extra: tuple[str, ...] = ()):
     port = free_port()
     process = subprocess.Popen(
         [
@@ -77,6 +77,7 @@ def gunicorn(workers: int = 2):
             str(workers),
             "--log-level",
             "warning",
+            *extra,
             *os.environ.get("BENCH_GUNICORN_ARGS", "").split(),
         ],
         cwd=ROOT,
@@ -106,9 +107,14 @@ def ensure_wrk() -> str:
     return shutil.which("wrk")
 
 
-def wrk_rps(url: str, headers: dict[str, str] | None = None, *, seconds: int = 5, connections: int = 8) -> float:
-    """Requests/s that answered 2xx (wrk counts non-2xx separately; any makes the run invalid)."""
+def wrk_rps(
+    url: str, headers: dict[str, str] | None = None, *, seconds: int = 5, connections: int = 8, script=None
+) -> float:
+    """Requests/s that answered 2xx (wrk counts non-2xx separately; any makes the run invalid).
+    ``script``: a wrk Lua script (e.g. setting the method and body)."""
     command = [ensure_wrk(), "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", url]
+    if script:
+        command += ["-s", str(script)]
     for name, value in (headers or {}).items():
         command += ["-H", f"{name}: {value}"]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
@@ -124,3 +130,16 @@ def interleaved(cases: dict[str, callable], rounds: int = 5) -> dict[str, float]
         for name, case in cases.items():
             results[name].append(case())
     return {name: statistics.median(values) for name, values in results.items()}
+
+
+def bench_api_key(name: str = "bench"):
+    """A new organization with an admin and an API key: ``(key, user, organization)``."""
+    from accounts.models import User
+    from accounts.principal import Principal
+    from accounts.roles import ROLE_PERMISSIONS, Role
+    from accounts.services import api_key_create, organization_create
+
+    user = User.objects.create_user(name, password="bench-password-1")
+    organization = organization_create(name=name, owner=user)
+    admin = Principal(user=user, organization=organization, role=Role.ADMIN, permissions=ROLE_PERMISSIONS[Role.ADMIN])
+    return api_key_create(principal=admin, name=name)[1], user, organization

@@ -217,6 +217,7 @@ REST_FRAMEWORK = {
     "NUM_PROXIES": env_int("NUM_PROXIES", 0),
     "PAGE_SIZE": 20,
 }
+PAGINATION_EXACT_COUNT_LIMIT = env_int("PAGINATION_EXACT_COUNT_LIMIT", 1000, minimum=1)
 SPECTACULAR_SETTINGS = {
     "TITLE": "Document pipeline service API",
     "DESCRIPTION": (

@@ -113,3 +113,13 @@ def test_the_query_count_does_not_grow_with_the_page_size(as_viewer, org, django
 
 def test_outsiders_see_none_of_it(as_outsider, jobs):
     assert as_outsider.get(JOBS).json()["total"] == 0
+
+
+def test_large_totals_are_estimated(as_viewer, org, settings):
+    settings.PAGINATION_EXACT_COUNT_LIMIT = 3
+    JobFactory.create_batch(5, organization=org)
+    body = as_viewer.get(JOBS).json()
+    assert body["total_exact"] is False and body["total"] >= 4 and len(body["items"]) == 5
+    settings.PAGINATION_EXACT_COUNT_LIMIT = 10
+    body = as_viewer.get(JOBS).json()
+    assert body["total_exact"] is True and body["total"] == 5
