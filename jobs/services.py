@@ -172,6 +172,8 @@ def job_cancel(*, job: Job, actor: str) -> Job:
     and its worker finishes the cancellation. Finished jobs answer 409."""
     with transaction.atomic():
         status = Job.objects.select_for_update().values_list("status", flat=True).get(pk=job.pk)
+        if status == JobStatus.CANCELLING:  # only its worker may finish that
+            raise InvalidStateError("This job is already being cancelled.", details={"status": status})
         if status == JobStatus.PROCESSING:
             return job_transition(job_id=job.pk, to=JobStatus.CANCELLING, actor=actor, message="cancel requested")
         job = job_transition(job_id=job.pk, to=JobStatus.CANCELLED, actor=actor, message="cancelled")

@@ -80,8 +80,8 @@ def test_an_expired_token_is_a_400(as_member, member, org, monkeypatch):
     assert response.status_code == 400 and "expired" in response.json()["error"]["message"]
 
 
-@pytest.mark.parametrize("status", [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED])
-def test_finished_jobs_cannot_be_cancelled(as_member, org, status):
+@pytest.mark.parametrize("status", [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.CANCELLING])
+def test_finished_or_cancelling_jobs_cannot_be_cancelled(as_member, org, status):
     job = JobFactory(organization=org, status=status)
     response = cancel(as_member, job)
     assert response.status_code == 409 and response.json()["error"]["code"] == "invalid_state"
