@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from accounts.models import ApiKey, Organization, User
+from pipelines.models import Pipeline, PipelineVersion
 
 
 class JobStatus(models.TextChoices):
@@ -62,7 +63,13 @@ class Job(models.Model):
     mime_type = models.CharField(max_length=127, blank=True)
     mode = models.CharField(max_length=32, default="standard")
     priority = models.PositiveSmallIntegerField(choices=Priority.choices, default=Priority.NORMAL)
-    config = models.JSONField(default=dict, blank=True, help_text="Configuration snapshot used to run the job.")
+    pipeline = models.ForeignKey(Pipeline, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs")
+    pipeline_version = models.ForeignKey(
+        PipelineVersion, null=True, blank=True, on_delete=models.PROTECT, related_name="jobs"
+    )
+    config = models.JSONField(
+        default=dict, blank=True, help_text="Snapshot of the pipeline version's config: what the job runs."
+    )
     metadata = models.JSONField(default=dict, blank=True)
     webhook_url = models.URLField(max_length=2000, blank=True)
     progress_percent = models.PositiveSmallIntegerField(default=0)

@@ -7,7 +7,7 @@ from jobs.models import Job, JobEvent, JobFile
 
 def job_queryset(*, principal: Principal) -> QuerySet[Job]:
     """The caller's organization's jobs: nothing else is ever visible (others' answer 404)."""
-    return Job.objects.filter(organization_id=principal.organization.pk)
+    return Job.objects.filter(organization_id=principal.organization.pk).select_related("pipeline", "pipeline_version")
 
 
 def job_detail_queryset(*, principal: Principal) -> QuerySet[Job]:

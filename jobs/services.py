@@ -18,6 +18,7 @@ from jobs.models import Job, JobEvent, JobFile, JobStatus, SourceType
 from jobs.uploads import Upload
 from pipeline_project.lib.errors import ConflictError, InvalidStateError
 from pipeline_project.lib.storage import display_name, upload_path
+from pipelines.models import PipelineVersion
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ def job_create(
     mime_type: str = "",
     mode: str = "standard",
     priority: int,
+    pipeline_version: PipelineVersion | None = None,
     metadata: dict | None = None,
     webhook_url: str = "",
     start: bool = True,
@@ -92,6 +94,7 @@ def job_create(
                 mime_type=mime_type,
                 mode=mode,
                 priority=priority,
+                **_pipeline_fields(pipeline_version),
                 metadata=metadata or {},
                 webhook_url=webhook_url,
                 idempotency_key=idempotency_key or None,
@@ -115,6 +118,14 @@ def job_create(
         _delete_stored(stored)
         raise
     return job, True
+
+
+def _pipeline_fields(version: PipelineVersion | None) -> dict:
+    """The pipeline a job runs, as the version and a snapshot of its config (editing the
+    pipeline later never changes a job already created)."""
+    if version is None:
+        return {"pipeline": None, "pipeline_version": None, "config": {}}
+    return {"pipeline": version.pipeline, "pipeline_version": version, "config": version.config}
 
 
 def _idempotent_job(principal: Principal, key: str, fingerprint: str) -> Job | None:
@@ -184,7 +195,8 @@ def job_cancel(*, job: Job, actor: str) -> Job:
 
 def job_retry(*, job: Job, principal: Principal, overrides: dict) -> Job:
     """A new queued job with the same source, files and configuration (``overrides`` applied:
-    priority, mode, metadata), linked to the original. Only failed or cancelled jobs."""
+    priority, mode, metadata, pipeline_version), linked to the original. Only failed or
+    cancelled jobs."""
     with transaction.atomic():
         original = Job.objects.select_for_update().get(pk=job.pk)
         if original.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
@@ -204,7 +216,15 @@ def job_retry(*, job: Job, principal: Principal, overrides: dict) -> Job:
             mime_type=original.mime_type,
             mode=overrides.get("mode", original.mode),
             priority=overrides.get("priority", original.priority),
-            config=original.config,
+            **(
+                _pipeline_fields(overrides["pipeline_version"])
+                if "pipeline_version" in overrides
+                else {
+                    "pipeline": original.pipeline,
+                    "pipeline_version": original.pipeline_version,
+                    "config": original.config,
+                }  # fmt: skip
+            ),
             metadata=overrides.get("metadata", original.metadata),
             webhook_url=original.webhook_url,
             max_attempts=original.max_attempts,
@@ -251,6 +271,7 @@ def jobs_from_uploads(
     uploads: list[Upload],
     priority: int,
     mode: str = "standard",
+    pipeline_version: PipelineVersion | None = None,
     metadata: dict | None = None,
     record_detection: bool = False,
 ) -> list[Job]:
@@ -272,6 +293,7 @@ def jobs_from_uploads(
                     mime_type=upload.detection.mime_type,
                     mode=mode,
                     priority=priority,
+                    **_pipeline_fields(pipeline_version),
                     metadata=metadata or {},
                 )
                 _store_upload(job, upload, stored, record_detection=record_detection)

@@ -14,13 +14,14 @@ class JobFilter(filters.FilterSet):
     )
     source_type = filters.ChoiceFilter(choices=SourceType.choices)
     priority = filters.ChoiceFilter(choices=[(name, name) for name in PRIORITY_VALUES], method="filter_priority")
+    pipeline = filters.UUIDFilter(field_name="pipeline_id")
     created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
     search = filters.CharFilter(method="filter_search", help_text="File name, id prefix or metadata text.")
 
     class Meta:
         model = Job
-        fields = ["status", "source_type", "priority", "created_after", "created_before", "search"]
+        fields = ["status", "source_type", "priority", "pipeline", "created_after", "created_before", "search"]
 
     def filter_status(self, queryset, name, value):
         statuses = {s.strip() for raw in self.request.query_params.getlist("status") for s in raw.split(",")}

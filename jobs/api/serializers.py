@@ -44,6 +44,9 @@ class PriorityField(serializers.ChoiceField):
 class JobOptionsSerializer(serializers.Serializer):
     """What a job runs with; shared by creation, upload and retry overrides."""
 
+    pipeline_id = serializers.UUIDField(
+        required=False, allow_null=True, help_text="An active pipeline of your organization; its current version runs."
+    )
     mode = serializers.RegexField(r"^[a-z0-9_-]{1,32}$", required=False, default="standard")
     priority = PriorityField(required=False, default="normal")
     metadata = serializers.JSONField(required=False, default=dict, validators=[check_metadata])
@@ -157,6 +160,9 @@ class JobSerializer(serializers.Serializer):
 
     def to_representation(self, job: Job) -> dict:
         base = self.context["request"].build_absolute_uri(f"/api/v1/jobs/{job.id}")
+        pipeline = None
+        if job.pipeline_id is not None:
+            pipeline = {"id": str(job.pipeline_id), "name": job.pipeline.name, "version": job.pipeline_version.version}
         return {
             "id": str(job.id),
             "status": job.status,
@@ -167,7 +173,7 @@ class JobSerializer(serializers.Serializer):
             "mime_type": job.mime_type,
             "mode": job.mode,
             "priority": PRIORITY_NAMES[job.priority],
-            "pipeline": None,
+            "pipeline": pipeline,
             "metadata": job.metadata,
             "webhook_url": job.webhook_url,
             "progress": {

@@ -30,6 +30,7 @@ from jobs.models import Job, JobStatus
 from jobs.uploads import Upload, inspect, use_limited_upload_handler
 from pipeline_project.lib.errors import ApplicationError, InvalidStateError
 from pipeline_project.lib.pagination import CursorPagination, PagePagination
+from pipelines.selectors import pipeline_for_job
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -116,11 +117,14 @@ class JobViewSet(viewsets.GenericViewSet):
         key = request.headers.get("Idempotency-Key", "").strip()
         if len(key) > 255:
             raise ApplicationError("Idempotency-Key is at most 255 characters.", code="invalid")
+        data = dict(serializer.validated_data)
+        fingerprint = services.request_hash(data) if key else ""
         job, created = services.job_create(
             principal=request.auth,
             idempotency_key=key or None,
-            fingerprint=services.request_hash(serializer.validated_data) if key else "",
-            **serializer.validated_data,
+            fingerprint=fingerprint,
+            pipeline_version=_pipeline_version(request, data.pop("pipeline_id", None)),
+            **data,
         )
         return Response(
             JobSerializer(job, context={"request": request}).data,
@@ -187,7 +191,9 @@ class JobViewSet(viewsets.GenericViewSet):
     def retry(self, request, pk=None):
         serializer = RetrySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        overrides = serializer.validated_data.get("updated_config", {})
+        overrides = dict(serializer.validated_data.get("updated_config", {}))
+        if "pipeline_id" in overrides:
+            overrides["pipeline_version"] = _pipeline_version(request, overrides.pop("pipeline_id"), "updated_config")
         job = services.job_retry(job=self.get_object(), principal=request.auth, overrides=overrides)
         return Response(JobSerializer(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
@@ -236,6 +242,18 @@ class JobViewSet(viewsets.GenericViewSet):
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
 
 
+def _pipeline_version(request, pipeline_id, field: str = "pipeline_id"):
+    """The version to run for ``pipeline_id`` (None for none); 400 naming ``field`` if the
+    pipeline is not an active one of the caller's organization."""
+    if pipeline_id is None:
+        return None
+    version = pipeline_for_job(principal=request.auth, pipeline_id=pipeline_id)
+    if version is None:
+        message = "No active pipeline of your organization has this id."
+        raise ApplicationError(message, code="invalid", details={field: [message]})
+    return version
+
+
 def _received_uploads(request, *, max_files: int) -> list[Upload]:
     """The request's files (field ``files``, or ``file``), streamed, limited and inspected."""
     use_limited_upload_handler(request, max_files=max_files)
@@ -266,7 +284,11 @@ class UploadView(APIView):
         options.is_valid(raise_exception=True)
         data = dict(options.validated_data)
         jobs = services.jobs_from_uploads(
-            principal=request.auth, uploads=uploads, record_detection=data.pop("detect"), **data
+            principal=request.auth,
+            uploads=uploads,
+            record_detection=data.pop("detect"),
+            pipeline_version=_pipeline_version(request, data.pop("pipeline_id", None)),
+            **data,
         )
         return Response(
             {"jobs": JobSerializer(jobs, many=True, context={"request": request}).data},
