@@ -82,10 +82,8 @@ def job_create(
     stored: list[str] = []
     try:
         with transaction.atomic():
-            job = Job.objects.create(
-                organization=principal.organization,
-                created_by=principal.user,
-                created_by_key=principal.api_key,
+            job = _new_job(
+                principal,
                 status=JobStatus.QUEUED if start else JobStatus.DRAFT,
                 source_type=source_type,
                 source_uri=source_uri,
@@ -104,9 +102,7 @@ def job_create(
                 job_file = _store_text(job, text or "", stored)
                 job.file_name, job.file_size, job.mime_type = file_name or "input.txt", job_file.size, "text/plain"
                 job.save(update_fields=["file_name", "file_size", "mime_type"])
-            JobEvent.objects.create(job=job, to_status=job.status, actor=principal.actor, message="created")
-            if start:
-                queueing.enqueue_on_commit(job.id, job.queue_name)
+            _announce(job, actor=principal.actor, message="created")
     except IntegrityError:
         _delete_stored(stored)
         if idempotency_key:  # a concurrent request with the same key won the race
@@ -118,6 +114,20 @@ def job_create(
         _delete_stored(stored)
         raise
     return job, True
+
+
+def _new_job(principal: Principal, **fields) -> Job:
+    """Inserts a job of the caller's organization, created by the caller."""
+    return Job.objects.create(
+        organization=principal.organization, created_by=principal.user, created_by_key=principal.api_key, **fields
+    )
+
+
+def _announce(job: Job, *, actor: str, message: str) -> None:
+    """A new job's first timeline entry; a queued one goes onto RQ once the transaction commits."""
+    JobEvent.objects.create(job=job, to_status=job.status, actor=actor, message=message)
+    if job.status == JobStatus.QUEUED:
+        queueing.enqueue_on_commit(job.id, job.queue_name)
 
 
 def _pipeline_fields(version: PipelineVersion | None) -> dict:
@@ -204,10 +214,8 @@ def job_retry(*, job: Job, principal: Principal, overrides: dict) -> Job:
                 f"Only failed or cancelled jobs can be retried; this one is {original.status}.",
                 details={"status": original.status},
             )
-        retry = Job.objects.create(
-            organization=original.organization,
-            created_by=principal.user,
-            created_by_key=principal.api_key,
+        retry = _new_job(
+            principal,
             status=JobStatus.QUEUED,
             source_type=original.source_type,
             source_uri=original.source_uri,
@@ -241,10 +249,7 @@ def job_retry(*, job: Job, principal: Principal, overrides: dict) -> Job:
             )
             for file in original.files.all()
         )
-        JobEvent.objects.create(
-            job=retry, to_status=retry.status, actor=principal.actor, message=f"retry of {original.id}"
-        )
-        queueing.enqueue_on_commit(retry.id, retry.queue_name)
+        _announce(retry, actor=principal.actor, message=f"retry of {original.id}")
     return retry
 
 
@@ -282,10 +287,8 @@ def jobs_from_uploads(
     try:
         with transaction.atomic():
             for upload in uploads:
-                job = Job.objects.create(
-                    organization=principal.organization,
-                    created_by=principal.user,
-                    created_by_key=principal.api_key,
+                job = _new_job(
+                    principal,
                     status=JobStatus.QUEUED,
                     source_type=SourceType.UPLOAD,
                     file_name=display_name(upload.file.name),
@@ -297,8 +300,7 @@ def jobs_from_uploads(
                     metadata=metadata or {},
                 )
                 _store_upload(job, upload, stored, record_detection=record_detection)
-                JobEvent.objects.create(job=job, to_status=job.status, actor=principal.actor, message="uploaded")
-                queueing.enqueue_on_commit(job.id, job.queue_name)
+                _announce(job, actor=principal.actor, message="uploaded")
                 jobs.append(job)
     except BaseException:
         _delete_stored(stored)
