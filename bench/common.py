@@ -2,6 +2,10 @@
 
 Benchmarks are run by hand (`make bench-*`), print absolute figures and, above all,
 ratios measured side by side in one run: this machine is shared and noisy.
+
+Environment: BENCH_DATABASE_URL, BENCH_REDIS_URL (defaults: database pipeline_bench, Redis
+database 14), BENCH_THROTTLE (the per-caller rate; counted but never reached by default),
+BENCH_GUNICORN_ARGS (extra gunicorn options, e.g. "--worker-class gthread --threads 4").
 """
 
 import contextlib
