@@ -9,8 +9,8 @@ from django.core.files.uploadedfile import UploadedFile
 from django.core.files.uploadhandler import TemporaryFileUploadHandler
 from rest_framework import exceptions
 
-from jobs.detection import HEAD_SIZE, SUPPORTED, Detection, detect
 from pipeline_project.lib.errors import ApplicationError
+from pipelines.detection import HEAD_SIZE, SUPPORTED, Detection, detect
 
 
 class FileTooLarge(exceptions.APIException):

@@ -1,0 +1,24 @@
+from functools import cache
+
+from pipelines.stages.base import StageContext, stage
+
+
+@cache
+def _identifier():
+    from py3langid.langid import MODEL_FILE, LanguageIdentifier  # the model ships inside the package
+
+    return LanguageIdentifier.from_model_file(MODEL_FILE, norm_probs=True)
+
+
+@stage(
+    name="language",
+    description="Language of the extracted text (ISO 639-1) with a confidence in 0..1 (py3langid).",
+    params={"sample_chars": {"type": "integer", "minimum": 100, "maximum": 1_000_000, "default": 20_000}},
+    needs=("extract_text",),
+)
+def run(context: StageContext, params: dict) -> dict:
+    text = context.require("extract_text")["text"][: params["sample_chars"]]
+    if not any(ch.isalpha() for ch in text):
+        return {"language": None, "confidence": 0.0}
+    language, confidence = _identifier().classify(text)
+    return {"language": language, "confidence": round(float(confidence), 4)}

@@ -1,0 +1,30 @@
+import pytest
+
+from pipelines.validation import DEFAULT_CONFIG, normalized, validate_config
+
+
+def test_the_default_config_is_valid_and_normalizes_with_defaults():
+    assert validate_config(DEFAULT_CONFIG) == {}
+    stages = normalized(DEFAULT_CONFIG)["stages"]
+    assert [s["name"] for s in stages] == ["detect", "extract_text", "language", "quality"]
+    assert stages[1]["params"]["max_pages"] == 2000 and stages[1]["retry"] == {"attempts": 3, "backoff_seconds": 1}
+
+
+@pytest.mark.parametrize(
+    "config, path",
+    [
+        ([], "config"),
+        ({"stages": []}, "config.stages"),
+        ({"stages": [{"name": "ocr"}]}, "config.stages[0].name"),
+        ({"stages": [{"name": "detect"}, {"name": "extract_text", "params": {"max_pages": 0}}]},
+         "config.stages[1].params.max_pages"),
+        ({"stages": [{"name": "detect"}, {"name": "extract_text", "params": {"colour": "red"}}]},
+         "config.stages[1].params"),
+        ({"stages": [{"name": "language"}]}, "config.stages[0].name"),
+        ({"stages": [{"name": "detect", "retry": {"attempts": 99}}]}, "config.stages[0].retry.attempts"),
+        ({"stages": [{"name": "detect", "when": "always"}]}, "config.stages[0].when"),
+        ({"stages": [{"name": "detect"}], "extra": 1}, "config.extra"),
+    ],
+)  # fmt: skip
+def test_errors_name_the_path_of_the_bad_field(config, path):
+    assert path in validate_config(config)
