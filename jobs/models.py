@@ -169,3 +169,24 @@ class JobEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.from_status or '-'} -> {self.to_status}"
+
+
+class JobResult(models.Model):
+    """What a completed job produced (seed 003 phase 2). Large texts live in storage (``output_uri``)."""
+
+    job = models.OneToOneField(Job, on_delete=models.CASCADE, related_name="result", primary_key=True)
+    extracted_text = models.TextField(blank=True, help_text="Empty when the text is in storage (output_uri).")
+    result_metadata = models.JSONField(default=dict)
+    quality_score = models.FloatField(null=True, blank=True)
+    processing_time_ms = models.PositiveIntegerField(default=0)
+    output_uri = models.CharField(max_length=500, blank=True, help_text="Storage name of the text when large.")
+    text_size = models.PositiveBigIntegerField(default=0, help_text="Bytes of UTF-8 text.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    expires_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        db_table = "job_results"
+        indexes = [models.Index(fields=["expires_at"], name="job_result_expires")]
+
+    def __str__(self) -> str:
+        return f"result of {self.job_id}"

@@ -257,3 +257,21 @@ class FilesRequestSerializer(serializers.Serializer):
 
 class FilesResponseSerializer(serializers.Serializer):
     files = JobFileSerializer(many=True)
+
+
+class JobResultSerializer(serializers.Serializer):
+    job_id = serializers.UUIDField(source="job.id")
+    text = serializers.SerializerMethodField(help_text="The text, when small enough to send inline; else null.")
+    text_url = serializers.SerializerMethodField(help_text="GET it for the text as text/plain (streamed).")
+    text_size = serializers.IntegerField(help_text="Bytes of UTF-8 text.")
+    quality_score = serializers.FloatField(allow_null=True)
+    processing_time_ms = serializers.IntegerField()
+    metadata = serializers.DictField(source="result_metadata")
+    created_at = serializers.DateTimeField()
+    expires_at = serializers.DateTimeField(allow_null=True)
+
+    def get_text(self, result) -> str | None:
+        return None if result.output_uri else result.extracted_text
+
+    def get_text_url(self, result) -> str:
+        return self.context["request"].build_absolute_uri(f"/api/v1/jobs/{result.job_id}/result/text")

@@ -1,10 +1,13 @@
 from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import MultiPartParser
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
@@ -20,16 +23,18 @@ from jobs.api.serializers import (
     JobDetailSerializer,
     JobEventSerializer,
     JobFileSerializer,
+    JobResultSerializer,
     JobSerializer,
     RetrySerializer,
     UploadOptionsSerializer,
     UploadRequestSerializer,
     UploadResponseSerializer,
 )
-from jobs.models import Job, JobStatus
+from jobs.models import Job, JobResult, JobStatus
 from jobs.uploads import Upload, inspect, use_limited_upload_handler
-from pipeline_project.lib.errors import ApplicationError, InvalidStateError
+from pipeline_project.lib.errors import ApplicationError, InvalidStateError, NotFoundError
 from pipeline_project.lib.pagination import CursorPagination, PagePagination
+from pipeline_project.lib.renderers import PlainTextRenderer
 from pipelines.selectors import pipeline_for_job
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
@@ -61,6 +66,8 @@ class JobViewSet(viewsets.GenericViewSet):
         "files": roles.JOBS_READ,
         "add_files": roles.JOBS_CREATE,
         "delete_file": roles.JOBS_CREATE,
+        "result": roles.JOBS_READ,
+        "result_text": roles.JOBS_READ,
     }
     queryset = Job.objects.none()  # for the schema; requests use the selectors
     serializer_class = JobSerializer
@@ -237,6 +244,39 @@ class JobViewSet(viewsets.GenericViewSet):
         job_file = get_object_or_404(selectors.job_files(job=job), pk=file_id)
         services.job_file_delete(job=job, job_file=job_file)
         return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(summary="The job's result", responses=JobResultSerializer)
+    @action(detail=True, methods=["get"])
+    def result(self, request, pk=None):
+        result = self._result()
+        return Response(JobResultSerializer(result, context={"request": request}).data)
+
+    @extend_schema(
+        summary="The extracted text, streamed as text/plain",
+        description="Redirects to a presigned URL when results are stored on S3.",
+        responses={(200, "text/plain"): OpenApiTypes.STR},
+    )
+    @action(detail=True, methods=["get"], url_path="result/text", renderer_classes=[JSONRenderer, PlainTextRenderer])
+    def result_text(self, request, pk=None):
+        result = self._result()
+        if not result.output_uri:
+            return HttpResponse(result.extracted_text, content_type="text/plain; charset=utf-8")
+        if settings.AWS_STORAGE_BUCKET_NAME:
+            return HttpResponseRedirect(default_storage.url(result.output_uri))
+        response = FileResponse(default_storage.open(result.output_uri, "rb"), content_type="text/plain; charset=utf-8")
+        response["Content-Length"] = result.text_size
+        return response
+
+    def _result(self) -> JobResult:
+        job = self.get_object()
+        result = JobResult.objects.filter(job=job).first() if job.status == JobStatus.COMPLETED else None
+        if result is None:
+            raise NotFoundError(
+                f"The job is {job.status}; its result exists once it is completed.",
+                code="job_not_completed",
+                details={"status": job.status},
+            )
+        return result
 
     def get_object(self):
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])

@@ -15,6 +15,7 @@ class StageError(Exception):
     def __init__(self, code: str, message: str, *, transient: bool = False):
         super().__init__(message)
         self.code, self.message, self.transient = code, message, transient
+        self.stage: str | None = None  # set by the engine: which stage raised it
 
 
 @dataclass

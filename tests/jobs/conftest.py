@@ -12,3 +12,15 @@ def rq_queue():
         return Queue(name, connection=get_redis()).job_ids
 
     return ids
+
+
+@pytest.fixture
+def run_worker():
+    """Drains the job queues with a real RQ worker, in process (SimpleWorker, burst mode)."""
+    from rq import SimpleWorker
+
+    def run():
+        queues = [Queue(name, connection=get_redis()) for name in ("high", "default", "low")]
+        SimpleWorker(queues, connection=get_redis()).work(burst=True, with_scheduler=False)
+
+    return run

@@ -1,0 +1,248 @@
+"""The processing engine: what a worker does with a job (see DESIGN.md, "Processing model").
+
+1. Claim: only a ``queued`` row can be claimed (``SELECT ... FOR UPDATE SKIP LOCKED``), so a
+   duplicate RQ message, or a job cancelled meanwhile, finds nothing to do.
+2. Run the job's pipeline snapshot on each of its files, stage by stage: progress and
+   heartbeat after each stage (and every few seconds during a long one), cancellation checked
+   between stages, transient errors retried with exponential backoff.
+3. Save the result, set the final status, record the timeline.
+"""
+
+import logging
+import socket
+import threading
+import time
+from datetime import timedelta
+
+from django.conf import settings
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.db import connection, transaction
+from django.utils import timezone
+
+from jobs.models import FileStatus, Job, JobFile, JobResult, JobStatus
+from jobs.services import SYSTEM, job_transition
+from pipelines.stages import REGISTRY, StageContext, StageError
+from pipelines.validation import DEFAULT_CONFIG, normalized
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_INTERVAL = 10  # seconds, well inside JOB_HEARTBEAT_TIMEOUT
+_BULKY_OUTPUTS = ("text", "pages")  # kept in the job result, not in each file's stage record
+
+
+class Cancelled(Exception):
+    pass
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{threading.get_native_id()}"
+
+
+def job_claim(job_id, *, worker: str) -> Job | None:
+    """Moves a queued job to processing for this worker; None if it is not queued any more."""
+    with transaction.atomic():
+        job = Job.objects.select_for_update(skip_locked=True).filter(pk=job_id, status=JobStatus.QUEUED).first()
+        if job is None:
+            return None
+        now = timezone.now()
+        return job_transition(
+            job_id=job.pk,
+            to=JobStatus.PROCESSING,
+            actor=SYSTEM,
+            message=f"claimed by {worker}",
+            attempts=job.attempts + 1,
+            locked_by=worker,
+            locked_at=now,
+            heartbeat_at=now,
+            started_at=job.started_at or now,
+            progress_percent=0,
+            progress_stage="",
+            stages_done=0,
+            error=None,
+        )
+
+
+def job_process(job_id, *, worker: str | None = None) -> str | None:
+    """Runs one job to its end; returns its final status (None if there was nothing to claim)."""
+    worker = worker or worker_name()
+    job = job_claim(job_id, worker=worker)
+    if job is None:
+        logger.info("job %s: nothing to claim (not queued)", job_id)
+        return None
+    started = time.monotonic()
+    with _Heartbeat(job.pk):
+        try:
+            outputs = _run(job)
+        except Cancelled:
+            _finish_cancelled(job)
+            return JobStatus.CANCELLED
+        except StageError as error:
+            _finish_failed(job, error.code, error.message, error.stage)
+            return JobStatus.FAILED
+        except Exception as error:  # a bug, not the document's fault: recorded, logged, not retried
+            logger.exception("job %s: unexpected error", job.pk)
+            _finish_failed(job, "internal_error", f"Unexpected error: {type(error).__name__}.", None)
+            return JobStatus.FAILED
+    _finish_completed(job, outputs, elapsed_ms=int((time.monotonic() - started) * 1000))
+    return JobStatus.COMPLETED
+
+
+def _run(job: Job) -> list[tuple[JobFile, dict]]:
+    stages = normalized(job.config or DEFAULT_CONFIG)["stages"]
+    files = list(job.files.all())
+    if not files:
+        raise StageError("no_input", "The job has no document to process.")
+    total, done, results = len(stages) * len(files), 0, []
+    Job.objects.filter(pk=job.pk).update(stages_total=total)
+    for job_file in files:
+        JobFile.objects.filter(pk=job_file.pk).update(status=FileStatus.PROCESSING)
+        context = StageContext(
+            file_name=job_file.original_name,
+            size=job_file.size,
+            open=lambda name=job_file.storage_name: default_storage.open(name, "rb"),
+        )
+        record = {}
+        try:
+            for spec in stages:
+                _check_cancelled(job.pk)
+                _progress(job.pk, done, total, spec["name"])
+                began = time.monotonic()
+                output = _run_stage(spec, context)
+                context.outputs[spec["name"]] = output
+                record[spec["name"]] = {
+                    "duration_ms": int((time.monotonic() - began) * 1000),
+                    "output": {k: v for k, v in output.items() if k not in _BULKY_OUTPUTS},
+                }
+                done += 1
+        except StageError as error:
+            JobFile.objects.filter(pk=job_file.pk).update(
+                status=FileStatus.FAILED, error=error.message, result={"stages": record}, completed_at=timezone.now()
+            )
+            raise
+        JobFile.objects.filter(pk=job_file.pk).update(
+            status=FileStatus.COMPLETED, result={"stages": record}, completed_at=timezone.now()
+        )
+        results.append((job_file, context.outputs))
+    _check_cancelled(job.pk)
+    return results
+
+
+def _run_stage(spec: dict, context: StageContext) -> dict:
+    stage, retry = REGISTRY[spec["name"]], spec["retry"]
+    for attempt in range(1, retry["attempts"] + 1):
+        try:
+            return stage.run(context, spec["params"])
+        except StageError as error:
+            error.stage = spec["name"]
+            if not error.transient or attempt == retry["attempts"]:
+                raise
+            delay = retry["backoff_seconds"] * 2 ** (attempt - 1)
+            logger.warning("stage %s: %s; retry %d in %.1f s", spec["name"], error.message, attempt, delay)
+            time.sleep(delay)
+    raise AssertionError("unreachable")
+
+
+def _check_cancelled(job_id) -> None:
+    if Job.objects.filter(pk=job_id, status=JobStatus.CANCELLING).exists():
+        raise Cancelled
+
+
+def _progress(job_id, done: int, total: int, stage: str) -> None:
+    Job.objects.filter(pk=job_id).update(
+        progress_percent=int(100 * done / total), progress_stage=stage, stages_done=done, heartbeat_at=timezone.now()
+    )
+
+
+def _finish_completed(job: Job, outputs: list[tuple[JobFile, dict]], *, elapsed_ms: int) -> None:
+    texts = [files_outputs.get("extract_text", {}).get("text", "") for _, files_outputs in outputs]
+    text = "\n\n".join(t for t in texts if t)
+    scores = [o["quality"]["quality_score"] for _, o in outputs if "quality" in o]
+    metadata = {
+        "files": [
+            {
+                "file_id": str(job_file.id),
+                "name": job_file.original_name,
+                **{name: {k: v for k, v in out.items() if k not in _BULKY_OUTPUTS} for name, out in o.items()},
+            }
+            for job_file, o in outputs
+        ]  # fmt: skip
+    }
+    encoded = text.encode()
+    output_uri = ""
+    if len(encoded) > settings.RESULT_INLINE_MAX_SIZE:
+        output_uri = default_storage.save(f"results/{job.organization_id}/{job.pk}/text.txt", ContentFile(encoded))
+    try:
+        with transaction.atomic():
+            JobResult.objects.update_or_create(
+                job=job,
+                defaults={
+                    "extracted_text": "" if output_uri else text,
+                    "output_uri": output_uri,
+                    "text_size": len(encoded),
+                    "result_metadata": metadata,
+                    "quality_score": sum(scores) / len(scores) if scores else None,
+                    "processing_time_ms": elapsed_ms,
+                    "expires_at": timezone.now() + timedelta(seconds=settings.RESULT_RETENTION),
+                },
+            )
+            job_transition(
+                job_id=job.pk,
+                to=JobStatus.COMPLETED,
+                actor=SYSTEM,
+                message="completed",
+                progress_percent=100,
+                progress_stage="",
+                stages_done=sum(len(o) for _, o in outputs),
+                locked_by="",
+            )
+    except BaseException:
+        if output_uri:
+            default_storage.delete(output_uri)
+        raise
+
+
+def _finish_failed(job: Job, code: str, message: str, stage: str | None) -> None:
+    job_transition(
+        job_id=job.pk,
+        to=JobStatus.FAILED,
+        actor=SYSTEM,
+        message=f"{code}: {message}",
+        error={"code": code, "message": message, "stage": stage},
+        locked_by="",
+    )
+
+
+def _finish_cancelled(job: Job) -> None:
+    """The worker's half of a cancellation: partial outputs are dropped, the job ends cancelled."""
+    with transaction.atomic():
+        JobResult.objects.filter(job=job).delete()
+        JobFile.objects.filter(job=job).exclude(status=FileStatus.PENDING).update(
+            status=FileStatus.PENDING, result=None, error="", completed_at=None
+        )
+        job_transition(job_id=job.pk, to=JobStatus.CANCELLED, actor=SYSTEM, message="cancelled while processing",
+                       locked_by="")  # fmt: skip
+
+
+class _Heartbeat:
+    """Touches ``heartbeat_at`` every ``HEARTBEAT_INTERVAL`` seconds while a job runs, so a
+    long stage is not mistaken for a dead worker."""
+
+    def __init__(self, job_id):
+        self.job_id, self.stop = job_id, threading.Event()
+        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join()
+
+    def _beat(self):
+        try:
+            while not self.stop.wait(HEARTBEAT_INTERVAL):
+                Job.objects.filter(pk=self.job_id, status=JobStatus.PROCESSING).update(heartbeat_at=timezone.now())
+        finally:
+            connection.close()
