@@ -6,6 +6,7 @@ from pipeline_project import health
 
 api_v1 = [
     path("auth/", include("accounts.api.urls")),
+    path("", include("pipelines.api.urls")),
     path("", include("jobs.api.urls")),
 ]
 

@@ -18,3 +18,11 @@ def pipeline_for_job(*, principal: Principal, pipeline_id) -> PipelineVersion | 
 
 def active_pipelines(*, principal: Principal):
     return Pipeline.objects.filter(organization_id=principal.organization.pk, is_active=True)
+
+
+def pipeline_queryset(*, principal: Principal):
+    return Pipeline.objects.filter(organization_id=principal.organization.pk)
+
+
+def pipeline_versions(*, pipeline: Pipeline):
+    return PipelineVersion.objects.filter(pipeline=pipeline).order_by("-version")

@@ -36,6 +36,7 @@ from pipeline_project.lib.errors import ApplicationError, InvalidStateError, Not
 from pipeline_project.lib.pagination import CursorPagination, PagePagination
 from pipeline_project.lib.renderers import PlainTextRenderer
 from pipelines.selectors import pipeline_for_job
+from pipelines.services import default_pipeline_version
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -283,10 +284,10 @@ class JobViewSet(viewsets.GenericViewSet):
 
 
 def _pipeline_version(request, pipeline_id, field: str = "pipeline_id"):
-    """The version to run for ``pipeline_id`` (None for none); 400 naming ``field`` if the
-    pipeline is not an active one of the caller's organization."""
+    """The version to run for ``pipeline_id`` (the organization's default pipeline when None);
+    400 naming ``field`` if the pipeline is not an active one of the caller's organization."""
     if pipeline_id is None:
-        return None
+        return default_pipeline_version(organization=request.auth.organization)
     version = pipeline_for_job(principal=request.auth, pipeline_id=pipeline_id)
     if version is None:
         message = "No active pipeline of your organization has this id."

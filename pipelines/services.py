@@ -1,0 +1,72 @@
+from django.db import IntegrityError, transaction
+
+from accounts.models import Organization, User
+from pipeline_project.lib.errors import ConflictError
+from pipelines.models import Pipeline, PipelineVersion
+from pipelines.validation import DEFAULT_CONFIG
+
+DEFAULT_NAME = "default"
+
+
+def pipeline_create(*, organization: Organization, name: str, config: dict, description: str = "",
+                    created_by: User | None = None) -> Pipeline:  # fmt: skip
+    """A new pipeline at version 1 (``config`` already validated). 409 if the name is taken."""
+    try:
+        with transaction.atomic():
+            pipeline = Pipeline.objects.create(
+                organization=organization, name=name, description=description, config=config, created_by=created_by
+            )
+            PipelineVersion.objects.create(pipeline=pipeline, version=1, config=config, created_by=created_by)
+    except IntegrityError:
+        raise ConflictError(f"A pipeline named {name!r} exists already.", code="name_taken",
+                            details={"name": ["Already used in your organization."]}) from None  # fmt: skip
+    return pipeline
+
+
+def pipeline_update(*, pipeline: Pipeline, changes: dict, updated_by: User | None = None) -> Pipeline:
+    """Applies ``changes``; a different config makes a new version (jobs keep theirs)."""
+    with transaction.atomic():
+        pipeline = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+        if changes.get("is_active") is False and pipeline.name == DEFAULT_NAME:
+            raise ConflictError("The default pipeline cannot be deactivated.", code="default_pipeline")
+        if "name" in changes and changes["name"] != pipeline.name:
+            if pipeline.name == DEFAULT_NAME:
+                raise ConflictError("The default pipeline cannot be renamed.", code="default_pipeline")
+            if Pipeline.objects.filter(organization_id=pipeline.organization_id, name=changes["name"]).exists():
+                raise ConflictError(f"A pipeline named {changes['name']!r} exists already.", code="name_taken",
+                                    details={"name": ["Already used in your organization."]})  # fmt: skip
+        if "config" in changes and changes["config"] != pipeline.config:
+            pipeline.version += 1
+            PipelineVersion.objects.create(
+                pipeline=pipeline, version=pipeline.version, config=changes["config"], created_by=updated_by
+            )
+        for field in ("name", "description", "config", "is_active"):
+            if field in changes:
+                setattr(pipeline, field, changes[field])
+        pipeline.save()
+    return pipeline
+
+
+def pipeline_delete(*, pipeline: Pipeline) -> bool:
+    """Deletes a pipeline no job used; deactivates one that jobs refer to. True if deleted."""
+    if pipeline.name == DEFAULT_NAME:
+        raise ConflictError("The default pipeline cannot be deleted.", code="default_pipeline")
+    with transaction.atomic():
+        if pipeline.jobs.exists():
+            Pipeline.objects.filter(pk=pipeline.pk).update(is_active=False)
+            return False
+        pipeline.delete()
+        return True
+
+
+def default_pipeline_version(*, organization: Organization) -> PipelineVersion:
+    """The organization's default pipeline (detect -> extract_text -> language -> quality),
+    created on first use; jobs that name no pipeline run its current version."""
+    pipeline = Pipeline.objects.filter(organization=organization, name=DEFAULT_NAME).first()
+    if pipeline is None:
+        try:
+            pipeline = pipeline_create(organization=organization, name=DEFAULT_NAME, config=DEFAULT_CONFIG,
+                                       description="Used when a job names no pipeline.")  # fmt: skip
+        except ConflictError:  # created concurrently
+            pipeline = Pipeline.objects.get(organization=organization, name=DEFAULT_NAME)
+    return pipeline.versions.get(version=pipeline.version)
