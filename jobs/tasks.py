@@ -11,3 +11,14 @@ def run_job(job_id: str) -> str | None:
         return job_process(job_id)
     finally:
         close_old_connections()
+
+
+def recover_jobs() -> dict[str, int]:
+    """Scheduled every few seconds (jobs/cron.py): requeue jobs of dead workers, re-enqueue lost ones."""
+    from jobs.recovery import recover_jobs as recover
+
+    close_old_connections()
+    try:
+        return recover()
+    finally:
+        close_old_connections()

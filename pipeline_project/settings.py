@@ -171,7 +171,7 @@ FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_bytes("REQUEST_MAX_BODY_SIZE", 2 * 1024 * 1024)  # non-file request bodies
 RESULT_INLINE_MAX_SIZE = env_bytes("RESULT_INLINE_MAX_SIZE", 1024 * 1024)  # larger texts go to storage
 RESULT_RETENTION = env_seconds("RESULT_RETENTION", 30 * 86400)  # results expire after this
-JOB_HEARTBEAT_TIMEOUT = env_seconds("JOB_HEARTBEAT_TIMEOUT", 45)  # a processing job silent this long is requeued
+JOB_HEARTBEAT_TIMEOUT = env_seconds("JOB_HEARTBEAT_TIMEOUT", 30)  # a processing job silent this long is requeued
 
 # --- Auth -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

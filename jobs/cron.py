@@ -1,0 +1,7 @@
+"""Periodic jobs, for ``manage.py rqcron jobs.cron`` (the scheduler process of make run and compose)."""
+
+from rq import cron
+
+from jobs.tasks import recover_jobs
+
+cron.register(recover_jobs, "high", interval=10, job_timeout=300, name="recover_jobs")

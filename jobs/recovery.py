@@ -1,0 +1,90 @@
+"""No job is ever lost: crashed workers and forgotten queue entries are repaired here.
+
+``reap_stale_jobs`` finds ``processing`` (or ``cancelling``) jobs whose heartbeat stopped
+(their worker died: SIGKILL, OOM, a lost host) and requeues them until ``max_attempts``,
+then fails them with ``worker_lost``. ``reconcile_queued_jobs`` re-enqueues ``queued`` jobs
+Redis no longer holds (Redis restarted or flushed, an enqueue lost to an outage) or holds
+only as finished or failed. Both are idempotent; they run every few seconds from the RQ cron
+scheduler (``jobs/cron.py``) and on demand with ``manage.py reap_stale_jobs``.
+"""
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job as RQJob
+from rq.job import JobStatus as RQStatus
+
+from jobs import queueing
+from jobs.models import QUEUE_FOR_PRIORITY, Job, JobStatus
+from jobs.services import SYSTEM, job_transition
+from pipeline_project.lib.redis import get_redis
+
+logger = logging.getLogger(__name__)
+
+RECONCILE_GRACE = timedelta(seconds=30)  # leave just-queued jobs to their after-commit enqueue
+_ALIVE = {RQStatus.QUEUED, RQStatus.STARTED, RQStatus.DEFERRED, RQStatus.SCHEDULED}
+
+
+def reap_stale_jobs() -> dict[str, int]:
+    stale_before = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT)
+    counts = {"requeued": 0, "failed": 0, "cancelled": 0}
+    candidates = Job.objects.filter(
+        status__in=(JobStatus.PROCESSING, JobStatus.CANCELLING), heartbeat_at__lt=stale_before
+    ).values_list("pk", flat=True)
+    for job_id in candidates:
+        with transaction.atomic():
+            job = (
+                Job.objects.select_for_update(skip_locked=True)
+                .filter(
+                    pk=job_id, status__in=(JobStatus.PROCESSING, JobStatus.CANCELLING), heartbeat_at__lt=stale_before
+                )
+                .first()
+            )
+            if job is None:
+                continue  # finished, or being handled by another reaper, meanwhile
+            lost = f"worker {job.locked_by or '?'} stopped sending heartbeats"
+            if job.status == JobStatus.CANCELLING:
+                job_transition(job_id=job.pk, to=JobStatus.CANCELLED, actor=SYSTEM, message=f"{lost}; cancelled",
+                               locked_by="")  # fmt: skip
+                counts["cancelled"] += 1
+            elif job.attempts >= job.max_attempts:
+                message = f"{lost} on attempt {job.attempts} of {job.max_attempts}."
+                error = {"code": "worker_lost", "message": message, "stage": job.progress_stage or None}
+                job_transition(
+                    job_id=job.pk, to=JobStatus.FAILED, actor=SYSTEM, message=message, locked_by="", error=error
+                )
+                counts["failed"] += 1
+            else:
+                job_transition(job_id=job.pk, to=JobStatus.QUEUED, actor=SYSTEM, message=f"{lost}; requeued",
+                               locked_by="", locked_at=None)  # fmt: skip
+                queueing.enqueue_on_commit(job.pk, job.queue_name)
+                counts["requeued"] += 1
+    return counts
+
+
+def reconcile_queued_jobs() -> int:
+    """Re-enqueues queued jobs that have no live RQ job; returns how many."""
+    redis = get_redis()
+    queued = Job.objects.filter(status=JobStatus.QUEUED, updated_at__lt=timezone.now() - RECONCILE_GRACE)
+    count = 0
+    for job_id, priority in queued.values_list("pk", "priority").iterator():
+        try:
+            status = RQJob.fetch(str(job_id), connection=redis).get_status(refresh=False)
+        except NoSuchJobError:
+            status = None
+        except RedisError:
+            logger.warning("reconciliation stopped: Redis unavailable", exc_info=True)
+            break
+        if status not in _ALIVE:
+            queueing.enqueue(job_id, QUEUE_FOR_PRIORITY[priority])
+            count += 1
+    return count
+
+
+def recover_jobs() -> dict[str, int]:
+    return {**reap_stale_jobs(), "reenqueued": reconcile_queued_jobs()}

@@ -1,0 +1,120 @@
+"""Crash recovery with a real `rqworker` process killed with SIGKILL, and reconciliation after Redis
+loses its queues. The reaper runs here in the test process, as the scheduler would run it."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.files.uploadedfile import SimpleUploadedFile
+from django.core.management import call_command
+from django.utils import timezone
+
+from jobs.models import Job, JobEvent, JobStatus
+from jobs.recovery import reap_stale_jobs, reconcile_queued_jobs
+from pipeline_project.lib.redis import get_redis
+from pipelines.models import Pipeline, PipelineVersion
+from tests.jobs.factories import JobFactory
+from tests.pipelines.documents import pdf
+
+pytestmark = pytest.mark.django_db(transaction=True)
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def start_rqworker(media_root: Path) -> subprocess.Popen:
+    database = django_settings.DATABASES["default"]
+    url = (
+        f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+    )
+    environment = {**os.environ, "DATABASE_URL": url, "REDIS_URL": django_settings.REDIS_URL,
+                   "MEDIA_ROOT": str(media_root), "DJANGO_SETTINGS_MODULE": "pipeline_project.settings"}  # fmt: skip
+    return subprocess.Popen(
+        [sys.executable, "manage.py", "rqworker", "high", "default", "low"],
+        cwd=ROOT,
+        env=environment,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def wait_for(predicate, timeout=60):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def slow_job(client, org) -> str:
+    """A real document that takes the worker a few seconds: an 80,000-page PDF."""
+    config = {"stages": [{"name": "detect"}, {"name": "extract_text", "params": {"max_pages": 100000}}]}
+    pipeline = Pipeline.objects.create(organization=org, name="big", config=config)
+    PipelineVersion.objects.create(pipeline=pipeline, version=1, config=config)
+    document = pdf([f"Page {n}" for n in range(80_000)])
+    response = client.post("/api/v1/upload", {"files": [SimpleUploadedFile("big.pdf", document)],
+                                              "pipeline_id": str(pipeline.id)}, format="multipart")  # fmt: skip
+    assert response.status_code == 201, response.content
+    return response.json()["jobs"][0]["id"]
+
+
+def test_a_job_whose_worker_is_killed_is_requeued_and_completes(as_member, org, settings, run_worker):
+    job_id = slow_job(as_member, org)
+    worker = start_rqworker(settings.MEDIA_ROOT)
+    try:
+        wait_for(lambda: Job.objects.get(pk=job_id).status == JobStatus.PROCESSING)
+        os.killpg(worker.pid, signal.SIGKILL)  # the worker and its work horse, mid-job
+    finally:
+        worker.wait(timeout=30)
+    assert Job.objects.get(pk=job_id).status == JobStatus.PROCESSING  # nobody left to finish it
+
+    assert reap_stale_jobs() == {"requeued": 0, "failed": 0, "cancelled": 0}  # heartbeat still fresh
+    settings.JOB_HEARTBEAT_TIMEOUT = 1
+    time.sleep(1.1)
+    assert reap_stale_jobs()["requeued"] == 1
+    run_worker()
+    job = Job.objects.get(pk=job_id)
+    assert job.status == JobStatus.COMPLETED and job.attempts == 2
+    assert list(JobEvent.objects.filter(job=job).values_list("to_status", flat=True)) == [
+        "queued", "processing", "queued", "processing", "completed"]  # fmt: skip
+
+
+def test_after_max_attempts_a_lost_job_fails_with_worker_lost(org, settings):
+    job = JobFactory(organization=org, status=JobStatus.PROCESSING, attempts=3, max_attempts=3,
+                     heartbeat_at=timezone.now() - timedelta(minutes=5), progress_stage="extract_text")  # fmt: skip
+    assert reap_stale_jobs()["failed"] == 1
+    job.refresh_from_db()
+    assert job.status == JobStatus.FAILED and job.error["code"] == "worker_lost"
+    assert job.error["stage"] == "extract_text"
+
+
+def test_a_cancelling_job_whose_worker_died_ends_cancelled(org):
+    job = JobFactory(organization=org, status=JobStatus.CANCELLING, heartbeat_at=timezone.now() - timedelta(hours=1))
+    assert reap_stale_jobs()["cancelled"] == 1
+    assert Job.objects.get(pk=job.pk).status == JobStatus.CANCELLED
+
+
+def test_jobs_redis_forgot_are_enqueued_again_and_complete(as_member, run_worker):
+    response = as_member.post("/api/v1/upload", {"files": [SimpleUploadedFile("a.txt", b"hello world")]},
+                              format="multipart")  # fmt: skip
+    job_id = response.json()["jobs"][0]["id"]
+    get_redis().flushdb()  # Redis restarted without persistence
+    assert reconcile_queued_jobs() == 0  # too recent: its own enqueue may still be on the way
+    Job.objects.filter(pk=job_id).update(updated_at=timezone.now() - timedelta(minutes=1))
+    assert reconcile_queued_jobs() == 1
+    assert reconcile_queued_jobs() == 0  # idempotent: it is on the queue now
+    run_worker()
+    assert Job.objects.get(pk=job_id).status == JobStatus.COMPLETED
+
+
+def test_the_management_command_prints_a_summary(org):
+    JobFactory(organization=org, status=JobStatus.PROCESSING, heartbeat_at=timezone.now() - timedelta(hours=1))
+    from io import StringIO
+
+    out = StringIO()
+    call_command("reap_stale_jobs", stdout=out)
+    assert out.getvalue().strip() == "1 requeued, 0 failed (worker lost), 0 cancelled, 0 re-enqueued"
