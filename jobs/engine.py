@@ -213,6 +213,13 @@ def _finish_failed(job: Job, code: str, message: str, stage: str | None) -> None
     )
 
 
+def job_stopped(job_id) -> None:
+    """RQ killed the job's work horse (stop-job, sent when it was cancelled mid-stage)."""
+    job = Job.objects.filter(pk=job_id, status=JobStatus.CANCELLING).first()
+    if job is not None:
+        _finish_cancelled(job)
+
+
 def _finish_cancelled(job: Job) -> None:
     """The worker's half of a cancellation: partial outputs are dropped, the job ends cancelled."""
     with transaction.atomic():

@@ -11,13 +11,16 @@ import logging
 from django.conf import settings
 from django.db import transaction
 from redis.exceptions import RedisError
-from rq import Queue
+from rq import Callback, Queue
+from rq.command import send_stop_job_command
+from rq.exceptions import InvalidJobOperation, NoSuchJobError
 
 from pipeline_project.lib.redis import get_redis
 
 logger = logging.getLogger(__name__)
 
 RUN_JOB = "jobs.tasks.run_job"  # the worker's entry point (the processing engine)
+JOB_STOPPED = "jobs.tasks.job_stopped"  # runs in the worker when a running job is stopped
 
 
 def queue(name: str) -> Queue:
@@ -26,7 +29,9 @@ def queue(name: str) -> Queue:
 
 def enqueue(job_id, queue_name: str) -> None:
     try:
-        queue(queue_name).enqueue_call(RUN_JOB, args=(str(job_id),), job_id=str(job_id))
+        queue(queue_name).enqueue_call(
+            RUN_JOB, args=(str(job_id),), job_id=str(job_id), on_stopped=Callback(JOB_STOPPED)
+        )
     except RedisError:
         logger.warning("job %s stays queued in the database: Redis unavailable", job_id, exc_info=True)
 
@@ -36,6 +41,21 @@ def dequeue(job_id, queue_name: str) -> None:
         queue(queue_name).remove(str(job_id))
     except RedisError:
         logger.warning("could not remove job %s from queue %s", job_id, queue_name, exc_info=True)
+
+
+def stop(job_id) -> None:
+    """Asks the worker running ``job_id`` to kill it now (a long stage does not check for
+    cancellation); its ``on_stopped`` callback finishes the cancellation."""
+    try:
+        send_stop_job_command(get_redis(), str(job_id))
+    except (InvalidJobOperation, NoSuchJobError):
+        pass  # not running (yet, or any more): the cooperative check between stages handles it
+    except RedisError:
+        logger.warning("could not send stop-job for %s", job_id, exc_info=True)
+
+
+def stop_on_commit(job_id) -> None:
+    transaction.on_commit(lambda: stop(job_id))
 
 
 def enqueue_on_commit(job_id, queue_name: str) -> None:

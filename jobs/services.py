@@ -196,7 +196,9 @@ def job_cancel(*, job: Job, actor: str) -> Job:
         if status == JobStatus.CANCELLING:  # only its worker may finish that
             raise InvalidStateError("This job is already being cancelled.", details={"status": status})
         if status == JobStatus.PROCESSING:
-            return job_transition(job_id=job.pk, to=JobStatus.CANCELLING, actor=actor, message="cancel requested")
+            job = job_transition(job_id=job.pk, to=JobStatus.CANCELLING, actor=actor, message="cancel requested")
+            queueing.stop_on_commit(job.pk)
+            return job
         job = job_transition(job_id=job.pk, to=JobStatus.CANCELLED, actor=actor, message="cancelled")
         if status == JobStatus.QUEUED:
             queueing.dequeue_on_commit(job.id, job.queue_name)

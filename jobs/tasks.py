@@ -3,12 +3,22 @@
 from django.db import close_old_connections
 
 from jobs.engine import job_process
+from jobs.engine import job_stopped as finish_stopped
 
 
 def run_job(job_id: str) -> str | None:
     close_old_connections()
     try:
         return job_process(job_id)
+    finally:
+        close_old_connections()
+
+
+def job_stopped(job, connection, *args, **kwargs) -> None:
+    """RQ ``on_stopped`` callback: the work horse was killed on purpose (a cancellation)."""
+    close_old_connections()
+    try:
+        finish_stopped(job.id)
     finally:
         close_old_connections()
 

@@ -15,7 +15,7 @@ from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.utils import timezone
 
-from jobs.models import Job, JobEvent, JobStatus
+from jobs.models import Job, JobEvent, JobResult, JobStatus
 from jobs.recovery import reap_stale_jobs, reconcile_queued_jobs
 from pipeline_project.lib.redis import get_redis
 from pipelines.models import Pipeline, PipelineVersion
@@ -118,3 +118,22 @@ def test_the_management_command_prints_a_summary(org):
     out = StringIO()
     call_command("reap_stale_jobs", stdout=out)
     assert out.getvalue().strip() == "1 requeued, 0 failed (worker lost), 0 cancelled, 0 re-enqueued"
+
+
+def test_cancelling_a_job_in_a_long_stage_ends_it_within_5_seconds(as_member, org, settings):
+    job_id = slow_job(as_member, org)
+    worker = start_rqworker(settings.MEDIA_ROOT)
+    try:
+        wait_for(lambda: Job.objects.get(pk=job_id).progress_stage == "extract_text")  # inside the long stage
+        started = time.monotonic()
+        assert as_member.delete(f"/api/v1/jobs/{job_id}").status_code == 204
+        wait_for(lambda: Job.objects.get(pk=job_id).status == JobStatus.CANCELLED, timeout=5)
+        assert time.monotonic() - started < 5
+    finally:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait(timeout=30)
+    job = Job.objects.get(pk=job_id)
+    assert not JobResult.objects.filter(job=job).exists()  # partial outputs removed
+    assert list(job.files.values_list("status", "result")) == [("pending", None)]
+    assert list(JobEvent.objects.filter(job=job).values_list("to_status", flat=True))[-2:] == [
+        "cancelling", "cancelled"]  # fmt: skip
