@@ -8,6 +8,7 @@
 3. Save the result, set the final status, record the timeline.
 """
 
+import hashlib
 import logging
 import socket
 import threading
@@ -15,14 +16,18 @@ import time
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
 from django.utils import timezone
 
-from jobs.models import FileStatus, Job, JobFile, JobResult, JobStatus
+from jobs.models import FileStatus, Job, JobFile, JobResult, JobStatus, SourceType
 from jobs.services import SYSTEM, job_transition
+from pipeline_project.lib.storage import display_name, upload_path
+from pipelines.detection import HEAD_SIZE, detect
+from pipelines.fetch import fetch
 from pipelines.stages import REGISTRY, StageContext, StageError
+from pipelines.stages.fetch import limits as fetch_limits
 from pipelines.validation import DEFAULT_CONFIG, normalized
 
 logger = logging.getLogger(__name__)
@@ -90,7 +95,12 @@ def job_process(job_id, *, worker: str | None = None) -> str | None:
 
 def _run(job: Job) -> list[tuple[JobFile, dict]]:
     stages = normalized(job.config or DEFAULT_CONFIG)["stages"]
+    fetch_spec = stages[0] if stages and stages[0]["name"] == "fetch" else None
+    stages = [spec for spec in stages if spec["name"] != "fetch"]
     files = list(job.files.all())
+    if not files and job.source_type == SourceType.URL:
+        _progress(job.pk, 0, 1, "fetch")
+        files = [_fetch_input(job, fetch_spec or {"params": {}, "retry": {"attempts": 3, "backoff_seconds": 1}})]
     if not files:
         raise StageError("no_input", "The job has no document to process.")
     total, done, results = len(stages) * len(files), 0, []
@@ -117,28 +127,68 @@ def _run(job: Job) -> list[tuple[JobFile, dict]]:
                 done += 1
         except StageError as error:
             JobFile.objects.filter(pk=job_file.pk).update(
-                status=FileStatus.FAILED, error=error.message, result={"stages": record}, completed_at=timezone.now()
+                status=FileStatus.FAILED,
+                error=error.message,
+                result={**(job_file.result or {}), "stages": record},
+                completed_at=timezone.now(),
             )
             raise
         JobFile.objects.filter(pk=job_file.pk).update(
-            status=FileStatus.COMPLETED, result={"stages": record}, completed_at=timezone.now()
+            status=FileStatus.COMPLETED,
+            result={**(job_file.result or {}), "stages": record},
+            completed_at=timezone.now(),
         )
         results.append((job_file, context.outputs))
     _check_cancelled(job.pk)
     return results
 
 
+def _fetch_input(job: Job, spec: dict) -> JobFile:
+    """Downloads a url job's document into storage, as if it had been uploaded."""
+    max_bytes, timeout = fetch_limits(spec["params"])
+    download = _with_retries(
+        "fetch", spec["retry"], lambda: fetch(job.source_uri, max_bytes=max_bytes, timeout=timeout)
+    )
+    with download.file:
+        head = download.file.read(HEAD_SIZE)
+        download.file.seek(0)
+        digest = hashlib.sha256()
+        for chunk in iter(lambda: download.file.read(1024 * 1024), b""):
+            digest.update(chunk)
+        download.file.seek(0)
+        detected = detect(head, download.name)
+        name = display_name(download.name, "download")
+        storage_name = default_storage.save(upload_path(job.organization_id, job.pk, name), File(download.file))
+    mime_type = detected.mime_type if detected else (download.content_type.split(";")[0] or "application/octet-stream")
+    job_file = JobFile.objects.create(
+        job=job,
+        storage_name=storage_name,
+        original_name=name,
+        size=download.size,
+        mime_type=mime_type[:127],
+        sha256=digest.hexdigest(),
+        result={"fetch": {"url": download.url, "content_type": download.content_type}},
+    )
+    Job.objects.filter(pk=job.pk, file_name="").update(file_name=name)
+    Job.objects.filter(pk=job.pk).update(file_size=download.size, mime_type=mime_type[:127])
+    return job_file
+
+
 def _run_stage(spec: dict, context: StageContext) -> dict:
-    stage, retry = REGISTRY[spec["name"]], spec["retry"]
+    stage = REGISTRY[spec["name"]]
+    return _with_retries(spec["name"], spec["retry"], lambda: stage.run(context, spec["params"]))
+
+
+def _with_retries(name: str, retry: dict, call):
     for attempt in range(1, retry["attempts"] + 1):
         try:
-            return stage.run(context, spec["params"])
+            return call()
         except StageError as error:
-            error.stage = spec["name"]
+            error.stage = name
             if not error.transient or attempt == retry["attempts"]:
                 raise
             delay = retry["backoff_seconds"] * 2 ** (attempt - 1)
-            logger.warning("stage %s: %s; retry %d in %.1f s", spec["name"], error.message, attempt, delay)
+            logger.warning("stage %s: %s; retry %d in %.1f s", name, error.message, attempt, delay)
             time.sleep(delay)
     raise AssertionError("unreachable")
 

@@ -4,6 +4,7 @@ Every variable is documented in README.md and .env.example. Malformed values
 stop start-up with ``ImproperlyConfigured`` naming the variable.
 """
 
+import ipaddress
 from datetime import timedelta
 from pathlib import Path
 
@@ -169,6 +170,17 @@ JOB_MAX_FILES = env_int("JOB_MAX_FILES", 100, minimum=1)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_bytes("REQUEST_MAX_BODY_SIZE", 2 * 1024 * 1024)  # non-file request bodies
+# Networks user-supplied URLs may reach although private (e.g. an internal document server).
+SSRF_ALLOWED_NETWORKS = env_list("SSRF_ALLOWED_NETWORKS", [])
+for _network in SSRF_ALLOWED_NETWORKS:
+    try:
+        ipaddress.ip_network(_network)
+    except ValueError:
+        raise ImproperlyConfigured(
+            f"Environment variable SSRF_ALLOWED_NETWORKS: invalid network {_network!r}."
+        ) from None
+FETCH_MAX_SIZE = env_bytes("FETCH_MAX_SIZE", 100 * 1024 * 1024)
+FETCH_TIMEOUT = env_seconds("FETCH_TIMEOUT", 30)
 RESULT_INLINE_MAX_SIZE = env_bytes("RESULT_INLINE_MAX_SIZE", 1024 * 1024)  # larger texts go to storage
 RESULT_RETENTION = env_seconds("RESULT_RETENTION", 30 * 86400)  # results expire after this
 JOB_HEARTBEAT_TIMEOUT = env_seconds("JOB_HEARTBEAT_TIMEOUT", 30)  # a processing job silent this long is requeued

@@ -45,6 +45,8 @@ def validate_config(config) -> dict[str, list[str]]:
         if stage is None:
             errors[f"{path}.name"] = [f"Unknown stage {name!r}; known stages: {', '.join(sorted(REGISTRY))}."]
             continue
+        if name == "fetch" and index != 0:
+            errors[f"{path}.name"] = ["fetch must be the first stage."]
         missing = [need for need in stage.needs if need not in seen]
         if missing:
             errors[f"{path}.name"] = [f"'{name}' needs {', '.join(missing)} earlier in the pipeline."]

@@ -10,6 +10,8 @@ import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+from django.conf import settings
+
 ALLOWED_SCHEMES = ("http", "https")
 
 
@@ -18,9 +20,12 @@ class UnsafeURL(ValueError):
 
 
 def is_public_address(address: str) -> bool:
+    """Global unicast, or inside a network the operator allowed (``SSRF_ALLOWED_NETWORKS``)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
+    if any(ip in ipaddress.ip_network(network) for network in settings.SSRF_ALLOWED_NETWORKS):
+        return True
     return ip.is_global and not ip.is_multicast
 
 
