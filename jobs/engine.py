@@ -19,6 +19,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
+from django.db.models import Count
 from django.utils import timezone
 
 from jobs.models import FileStatus, Job, JobFile, JobResult, JobStatus, SourceType
@@ -78,7 +79,12 @@ def job_process(job_id, *, worker: str | None = None) -> str | None:
     started = time.monotonic()
     with _Heartbeat(job.pk):
         try:
-            outputs = _run(job)
+            stages, files = _inputs(job)
+            source = _cached(job, files)
+            if source is not None:
+                _finish_from_cache(job, files[0], source, elapsed_ms=int((time.monotonic() - started) * 1000))
+                return JobStatus.COMPLETED
+            outputs = _run(job, stages, files)
         except Cancelled:
             _finish_cancelled(job)
             return JobStatus.CANCELLED
@@ -93,7 +99,8 @@ def job_process(job_id, *, worker: str | None = None) -> str | None:
     return JobStatus.COMPLETED
 
 
-def _run(job: Job) -> list[tuple[JobFile, dict]]:
+def _inputs(job: Job) -> tuple[list[dict], list[JobFile]]:
+    """The stages to run on each document, and the documents (a url job's is fetched first)."""
     stages = normalized(job.config or DEFAULT_CONFIG)["stages"]
     fetch_spec = stages[0] if stages and stages[0]["name"] == "fetch" else None
     stages = [spec for spec in stages if spec["name"] != "fetch"]
@@ -103,6 +110,65 @@ def _run(job: Job) -> list[tuple[JobFile, dict]]:
         files = [_fetch_input(job, fetch_spec or {"params": {}, "retry": {"attempts": 3, "backoff_seconds": 1}})]
     if not files:
         raise StageError("no_input", "The job has no document to process.")
+    return stages, files
+
+
+def _cached(job: Job, files: list[JobFile]) -> JobResult | None:
+    """The content-hash cache: the result of a completed one-document job of the same
+    organization that ran the same pipeline version on the same bytes (sha256)."""
+    if len(files) != 1 or job.pipeline_version_id is None:
+        return None
+    candidates = (
+        JobResult.objects.annotate(files=Count("job__files"))  # before the filter: counts every file of the job
+        .filter(
+            job__organization_id=job.organization_id,
+            job__pipeline_version_id=job.pipeline_version_id,
+            job__status=JobStatus.COMPLETED,
+            job__files__sha256=files[0].sha256,
+            files=1,
+        )
+        .exclude(job_id=job.pk)
+        .order_by("-created_at")
+    )
+    return candidates.first()
+
+
+def _finish_from_cache(job: Job, job_file: JobFile, source: JobResult, *, elapsed_ms: int) -> None:
+    output_uri = ""
+    if source.output_uri:  # a copy: each result expires on its own
+        with default_storage.open(source.output_uri, "rb") as text:
+            output_uri = default_storage.save(f"results/{job.organization_id}/{job.pk}/text.txt", File(text))
+    source_file = source.job.files.get()
+    with transaction.atomic():
+        JobFile.objects.filter(pk=job_file.pk).update(
+            status=FileStatus.COMPLETED,
+            result={
+                **(job_file.result or {}),
+                **(source_file.result or {}),
+                "cache": {"hit": True, "source_job": str(source.job_id)},
+            },  # fmt: skip
+            completed_at=timezone.now(),
+        )
+        metadata = {**source.result_metadata, "cache": {"hit": True, "source_job": str(source.job_id)}}
+        for entry in metadata.get("files", []):
+            entry.update(file_id=str(job_file.id), name=job_file.original_name)
+        JobResult.objects.update_or_create(
+            job=job,
+            defaults={
+                "extracted_text": source.extracted_text,
+                "output_uri": output_uri,
+                "text_size": source.text_size,
+                "result_metadata": metadata,
+                "quality_score": source.quality_score,
+                "processing_time_ms": elapsed_ms,
+                "expires_at": timezone.now() + timedelta(seconds=settings.RESULT_RETENTION),
+            },
+        )
+        job_transition(job_id=job.pk, to=JobStatus.COMPLETED, actor=SYSTEM, message=f"cache hit: {source.job_id}",
+                       progress_percent=100, progress_stage="", locked_by="")  # fmt: skip
+
+
+def _run(job: Job, stages: list[dict], files: list[JobFile]) -> list[tuple[JobFile, dict]]:
     total, done, results = len(stages) * len(files), 0, []
     Job.objects.filter(pk=job.pk).update(stages_total=total)
     for job_file in files:

@@ -108,3 +108,23 @@ def test_retrying_a_failed_job_runs_it_again(as_member, run_worker):
     run_worker()
     assert Job.objects.get(pk=retry["id"]).status == JobStatus.FAILED  # same bytes, same verdict, but it ran
     assert Job.objects.get(pk=retry["id"]).attempts == 1
+
+
+def test_the_same_bytes_through_the_same_pipeline_version_reuse_the_result(as_member, run_worker):
+    first = upload(as_member, "a.txt", b"The same document, twice.")
+    run_worker()
+    second = upload(as_member, "b.txt", b"The same document, twice.")
+    other = upload(as_member, "c.txt", b"A different document.")
+    run_worker()
+    result = as_member.get(f"{JOBS}/{second}/result").json()
+    assert result["text"] == "The same document, twice."
+    assert result["metadata"]["cache"] == {"hit": True, "source_job": first}
+    assert result["metadata"]["files"][0]["name"] == "b.txt"
+    assert "cache" not in as_member.get(f"{JOBS}/{other}/result").json()["metadata"]
+    assert JobEvent.objects.filter(job_id=second, message=f"cache hit: {first}").exists()
+
+
+def test_a_pdf_named_txt_is_processed_as_a_pdf(as_member, run_worker):
+    job_id = upload(as_member, "actually-a.txt", pdf(["Hidden PDF"]))
+    run_worker()
+    assert as_member.get(f"{JOBS}/{job_id}/result").json()["text"] == "Hidden PDF"
