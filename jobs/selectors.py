@@ -1,8 +1,15 @@
-from django.db.models import CharField, Prefetch, Q, QuerySet, TextField
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import CharField, Count, Prefetch, Q, QuerySet, TextField
 from django.db.models.functions import Cast
+from django.utils import timezone
+from rq import Queue, Worker
+from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from accounts.principal import Principal
-from jobs.models import Job, JobEvent, JobFile
+from jobs.models import Job, JobEvent, JobFile, JobStatus
+from pipeline_project.lib.redis import get_redis
 
 
 def job_queryset(*, principal: Principal) -> QuerySet[Job]:
@@ -34,3 +41,33 @@ def job_events(*, job: Job) -> QuerySet[JobEvent]:
 
 def job_files(*, job: Job) -> QuerySet[JobFile]:
     return JobFile.objects.filter(job=job)
+
+
+FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED)
+
+
+def queue_health(*, principal: Principal) -> dict:
+    """Queue depths and registries, workers, and the organization's recent throughput."""
+    redis = get_redis()
+    queues = {}
+    for name in settings.RQ_QUEUE_NAMES:
+        queue = Queue(name, connection=redis)
+        queues[name] = {
+            "queued": queue.count,
+            "started": StartedJobRegistry(queue=queue).count,
+            "failed": FailedJobRegistry(queue=queue).count,
+        }
+    workers = [
+        {"name": worker.name, "state": worker.get_state(), "queues": worker.queue_names(),
+         "busy": worker.get_current_job_id() is not None}
+        for worker in Worker.all(connection=redis)
+    ]  # fmt: skip
+    finished = Job.objects.filter(organization_id=principal.organization.pk, status__in=FINISHED)
+    recent = {}
+    for minutes in (1, 5):
+        since = timezone.now() - timedelta(minutes=minutes)
+        counts = dict(finished.filter(completed_at__gte=since).values_list("status").annotate(n=Count("id")).order_by())
+        recent[f"last_{minutes}m"] = {
+            status: counts.get(status, 0) for status in (JobStatus.COMPLETED, JobStatus.FAILED)
+        }
+    return {"queues": queues, "workers": workers, "jobs": recent}

@@ -275,3 +275,22 @@ class JobResultSerializer(serializers.Serializer):
 
     def get_text_url(self, result) -> str:
         return self.context["request"].build_absolute_uri(f"/api/v1/jobs/{result.job_id}/result/text")
+
+
+class QueueStateSerializer(serializers.Serializer):
+    queued = serializers.IntegerField()
+    started = serializers.IntegerField()
+    failed = serializers.IntegerField()
+
+
+class WorkerStateSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    state = serializers.CharField()
+    queues = serializers.ListField(child=serializers.CharField())
+    busy = serializers.BooleanField()
+
+
+class QueueHealthSerializer(serializers.Serializer):
+    queues = serializers.DictField(child=QueueStateSerializer())
+    workers = WorkerStateSerializer(many=True)
+    jobs = serializers.DictField(child=serializers.DictField(child=serializers.IntegerField()))

@@ -6,4 +6,8 @@ from jobs.api import views
 router = SimpleRouter(trailing_slash=False)
 router.register("jobs", views.JobViewSet, basename="job")
 
-urlpatterns = [path("upload", views.UploadView.as_view(), name="upload"), *router.urls]
+urlpatterns = [
+    path("upload", views.UploadView.as_view(), name="upload"),
+    path("health/queue", views.QueueHealthView.as_view(), name="health-queue"),
+    *router.urls,
+]

@@ -25,6 +25,7 @@ from jobs.api.serializers import (
     JobFileSerializer,
     JobResultSerializer,
     JobSerializer,
+    QueueHealthSerializer,
     RetrySerializer,
     UploadOptionsSerializer,
     UploadRequestSerializer,
@@ -303,6 +304,20 @@ def _received_uploads(request, *, max_files: int) -> list[Upload]:
         raise ApplicationError("Send one or more files in the field `files`.", code="invalid",
                                details={"files": ["No file was submitted."]})  # fmt: skip
     return [inspect(uploaded) for uploaded in received]
+
+
+@extend_schema(tags=["health"])
+class QueueHealthView(APIView):
+    required_permission = roles.JOBS_READ
+
+    @extend_schema(
+        summary="Queues, workers and recent throughput",
+        description="Depth of each RQ queue with its started and failed registries, the workers (name, "
+        "state, busy), and your organization's jobs completed and failed in the last 1 and 5 minutes.",
+        responses=QueueHealthSerializer,
+    )
+    def get(self, request):
+        return Response(selectors.queue_health(principal=request.auth))
 
 
 @extend_schema(tags=["jobs"])

@@ -128,3 +128,15 @@ def test_a_pdf_named_txt_is_processed_as_a_pdf(as_member, run_worker):
     job_id = upload(as_member, "actually-a.txt", pdf(["Hidden PDF"]))
     run_worker()
     assert as_member.get(f"{JOBS}/{job_id}/result").json()["text"] == "Hidden PDF"
+
+
+def test_queue_health_reports_queues_workers_and_throughput(as_member, as_outsider, run_worker):
+    upload(as_member, "a.txt", b"hello there")
+    queued = as_member.get("/api/v1/health/queue").json()
+    assert queued["queues"]["default"] == {"queued": 1, "started": 0, "failed": 0}
+    assert set(queued["queues"]) == {"high", "default", "low", "webhooks"}
+    run_worker()
+    done = as_member.get("/api/v1/health/queue").json()
+    assert done["queues"]["default"]["queued"] == 0
+    assert done["jobs"]["last_1m"] == {"completed": 1, "failed": 0} and done["jobs"]["last_5m"]["completed"] == 1
+    assert as_outsider.get("/api/v1/health/queue").json()["jobs"]["last_5m"]["completed"] == 0
