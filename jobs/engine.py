@@ -23,7 +23,8 @@ from django.db.models import Count
 from django.utils import timezone
 
 from jobs.models import FileStatus, Job, JobFile, JobResult, JobStatus, SourceType
-from jobs.services import SYSTEM, job_transition
+from jobs.services import SYSTEM, job_transition, transition_locked
+from pipeline_project.lib.errors import InvalidStateError
 from pipeline_project.lib.storage import display_name, upload_path
 from pipelines.detection import HEAD_SIZE, detect
 from pipelines.fetch import fetch
@@ -52,9 +53,9 @@ def job_claim(job_id, *, worker: str) -> Job | None:
         if job is None:
             return None
         now = timezone.now()
-        return job_transition(
-            job_id=job.pk,
-            to=JobStatus.PROCESSING,
+        return transition_locked(
+            job,
+            JobStatus.PROCESSING,
             actor=SYSTEM,
             message=f"claimed by {worker}",
             attempts=job.attempts + 1,
@@ -95,7 +96,11 @@ def job_process(job_id, *, worker: str | None = None) -> str | None:
             logger.exception("job %s: unexpected error", job.pk)
             _finish_failed(job, "internal_error", f"Unexpected error: {type(error).__name__}.", None)
             return JobStatus.FAILED
-    _finish_completed(job, outputs, elapsed_ms=int((time.monotonic() - started) * 1000))
+    try:
+        _finish_completed(job, outputs, elapsed_ms=int((time.monotonic() - started) * 1000))
+    except InvalidStateError:  # cancelled after its last stage: the cancellation wins
+        _finish_cancelled(job)
+        return JobStatus.CANCELLED
     return JobStatus.COMPLETED
 
 
@@ -170,7 +175,6 @@ def _finish_from_cache(job: Job, job_file: JobFile, source: JobResult, *, elapse
 
 def _run(job: Job, stages: list[dict], files: list[JobFile]) -> list[tuple[JobFile, dict]]:
     total, done, results = len(stages) * len(files), 0, []
-    Job.objects.filter(pk=job.pk).update(stages_total=total)
     for job_file in files:
         JobFile.objects.filter(pk=job_file.pk).update(status=FileStatus.PROCESSING)
         context = StageContext(
@@ -181,12 +185,13 @@ def _run(job: Job, stages: list[dict], files: list[JobFile]) -> list[tuple[JobFi
         record = {}
         try:
             for spec in stages:
-                _check_cancelled(job.pk)
                 _progress(job.pk, done, total, spec["name"])
-                began = time.monotonic()
+                began, started_at = time.monotonic(), timezone.now()
                 output = _run_stage(spec, context)
                 context.outputs[spec["name"]] = output
                 record[spec["name"]] = {
+                    "started_at": started_at.isoformat(),
+                    "ended_at": timezone.now().isoformat(),
                     "duration_ms": int((time.monotonic() - began) * 1000),
                     "output": {k: v for k, v in output.items() if k not in _BULKY_OUTPUTS},
                 }
@@ -205,7 +210,6 @@ def _run(job: Job, stages: list[dict], files: list[JobFile]) -> list[tuple[JobFi
             completed_at=timezone.now(),
         )
         results.append((job_file, context.outputs))
-    _check_cancelled(job.pk)
     return results
 
 
@@ -259,15 +263,18 @@ def _with_retries(name: str, retry: dict, call):
     raise AssertionError("unreachable")
 
 
-def _check_cancelled(job_id) -> None:
-    if Job.objects.filter(pk=job_id, status=JobStatus.CANCELLING).exists():
-        raise Cancelled
-
-
 def _progress(job_id, done: int, total: int, stage: str) -> None:
-    Job.objects.filter(pk=job_id).update(
-        progress_percent=int(100 * done / total), progress_stage=stage, stages_done=done, heartbeat_at=timezone.now()
+    """Records progress and a heartbeat; raises ``Cancelled`` if the job is no longer
+    processing (it was cancelled meanwhile). One statement: it runs before every stage."""
+    updated = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).update(
+        progress_percent=int(100 * done / total),
+        progress_stage=stage,
+        stages_done=done,
+        stages_total=total,
+        heartbeat_at=timezone.now(),
     )
+    if not updated:
+        raise Cancelled
 
 
 def _finish_completed(job: Job, outputs: list[tuple[JobFile, dict]], *, elapsed_ms: int) -> None:
@@ -290,17 +297,15 @@ def _finish_completed(job: Job, outputs: list[tuple[JobFile, dict]], *, elapsed_
         output_uri = default_storage.save(f"results/{job.organization_id}/{job.pk}/text.txt", ContentFile(encoded))
     try:
         with transaction.atomic():
-            JobResult.objects.update_or_create(
+            JobResult.objects.create(  # in the completing transaction: none can exist before
                 job=job,
-                defaults={
-                    "extracted_text": "" if output_uri else text,
-                    "output_uri": output_uri,
-                    "text_size": len(encoded),
-                    "result_metadata": metadata,
-                    "quality_score": sum(scores) / len(scores) if scores else None,
-                    "processing_time_ms": elapsed_ms,
-                    "expires_at": timezone.now() + timedelta(seconds=settings.RESULT_RETENTION),
-                },
+                extracted_text="" if output_uri else text,
+                output_uri=output_uri,
+                text_size=len(encoded),
+                result_metadata=metadata,
+                quality_score=sum(scores) / len(scores) if scores else None,
+                processing_time_ms=elapsed_ms,
+                expires_at=timezone.now() + timedelta(seconds=settings.RESULT_RETENTION),
             )
             job_transition(
                 job_id=job.pk,

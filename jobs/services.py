@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.principal import Principal
 from jobs import queueing
-from jobs.models import Job, JobEvent, JobFile, JobStatus, SourceType
+from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobFile, JobStatus, SourceType
 from jobs.uploads import Upload
 from pipeline_project.lib.errors import ConflictError, InvalidStateError
 from pipeline_project.lib.storage import display_name, upload_path
@@ -30,20 +30,26 @@ def job_transition(*, job_id, to: str, actor: str, message: str = "", **changes)
     """Moves the job to ``to`` (409 ``invalid_state`` if the state machine forbids it),
     applying ``changes`` and recording a JobEvent, under a row lock."""
     with transaction.atomic():
-        job = Job.objects.select_for_update().get(pk=job_id)
-        if not job.can_transition_to(to):
-            raise InvalidStateError(
-                f"A {job.status} job cannot become {to}.",
-                details={"status": job.status, "requested": to},
-            )
-        previous = job.status
-        job.status = to
-        for field, value in changes.items():
-            setattr(job, field, value)
-        if to in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED):
-            job.completed_at = timezone.now()
-        job.save()
-        JobEvent.objects.create(job=job, from_status=previous, to_status=to, actor=actor, message=message)
+        return transition_locked(Job.objects.select_for_update().get(pk=job_id), to, actor, message, **changes)
+
+
+def transition_locked(job: Job, to: str, actor: str, message: str = "", **changes) -> Job:
+    """``job_transition`` for a row the caller has already locked in its transaction."""
+    if not job.can_transition_to(to):
+        raise InvalidStateError(
+            f"A {job.status} job cannot become {to}.",
+            details={"status": job.status, "requested": to},
+        )
+    previous = job.status
+    job.status = to
+    for field, value in changes.items():
+        setattr(job, field, value)
+    fields = ["status", "updated_at", *changes]
+    if to in TERMINAL_STATUSES:
+        job.completed_at = timezone.now()
+        fields.append("completed_at")
+    job.save(update_fields=fields)
+    JobEvent.objects.create(job=job, from_status=previous, to_status=to, actor=actor, message=message)
     return job
 
 
