@@ -77,6 +77,14 @@ def job_process(job_id, *, worker: str | None = None) -> str | None:
     if job is None:
         logger.info("job %s: nothing to claim (not queued)", job_id)
         return None
+    try:
+        return _execute(job)
+    except InvalidStateError:  # cancelled while we were finishing it: the cancellation wins
+        _finish_cancelled(job)
+        return JobStatus.CANCELLED
+
+
+def _execute(job: Job) -> str:
     started = time.monotonic()
     with _Heartbeat(job.pk):
         try:
@@ -92,15 +100,13 @@ def job_process(job_id, *, worker: str | None = None) -> str | None:
         except StageError as error:
             _finish_failed(job, error.code, error.message, error.stage)
             return JobStatus.FAILED
+        except InvalidStateError:
+            raise
         except Exception as error:  # a bug, not the document's fault: recorded, logged, not retried
             logger.exception("job %s: unexpected error", job.pk)
             _finish_failed(job, "internal_error", f"Unexpected error: {type(error).__name__}.", None)
             return JobStatus.FAILED
-    try:
-        _finish_completed(job, outputs, elapsed_ms=int((time.monotonic() - started) * 1000))
-    except InvalidStateError:  # cancelled after its last stage: the cancellation wins
-        _finish_cancelled(job)
-        return JobStatus.CANCELLED
+    _finish_completed(job, outputs, elapsed_ms=int((time.monotonic() - started) * 1000))
     return JobStatus.COMPLETED
 
 

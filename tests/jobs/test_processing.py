@@ -7,7 +7,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rq import Queue
 
-from jobs.models import Job, JobEvent, JobStatus
+from jobs.models import Job, JobEvent, JobResult, JobStatus
 from pipeline_project.lib.redis import get_redis
 from pipelines.models import Pipeline, PipelineVersion
 from tests.pipelines.documents import docx, pdf
@@ -140,3 +140,19 @@ def test_queue_health_reports_queues_workers_and_throughput(as_member, as_outsid
     assert done["queues"]["default"]["queued"] == 0
     assert done["jobs"]["last_1m"] == {"completed": 1, "failed": 0} and done["jobs"]["last_5m"]["completed"] == 1
     assert as_outsider.get("/api/v1/health/queue").json()["jobs"]["last_5m"]["completed"] == 0
+
+
+def test_a_job_cancelled_as_it_finishes_ends_cancelled(as_member, run_worker, monkeypatch):
+    from jobs import engine
+
+    job_id = upload(as_member, "a.txt", b"hello there")
+    real_finish = engine._finish_completed
+
+    def cancel_first(job, *args, **kwargs):  # the cancel request lands between the last stage and the end
+        Job.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLING)
+        return real_finish(job, *args, **kwargs)
+
+    monkeypatch.setattr(engine, "_finish_completed", cancel_first)
+    run_worker()
+    job = Job.objects.get(pk=job_id)
+    assert job.status == JobStatus.CANCELLED and not JobResult.objects.filter(job=job).exists()
