@@ -25,6 +25,3 @@ class Principal:
     @property
     def throttle_ident(self) -> str:
         return f"key:{self.api_key.pk}" if self.api_key is not None else f"user:{self.user.pk}"
-
-    def has(self, permission: str) -> bool:
-        return permission in self.permissions

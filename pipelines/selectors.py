@@ -16,10 +16,6 @@ def pipeline_for_job(*, principal: Principal, pipeline_id) -> PipelineVersion | 
     )
 
 
-def active_pipelines(*, principal: Principal):
-    return Pipeline.objects.filter(organization_id=principal.organization.pk, is_active=True)
-
-
 def pipeline_queryset(*, principal: Principal):
     return Pipeline.objects.filter(organization_id=principal.organization.pk)
 
