@@ -24,4 +24,5 @@ class Principal:
 
     @property
     def throttle_ident(self) -> str:
-        return f"key:{self.api_key.pk}" if self.api_key is not None else f"user:{self.user.pk}"
+        """The rate-limit bucket: one per API key, or per user for JWT callers."""
+        return self.actor

@@ -19,7 +19,7 @@ from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.db import connection, transaction
-from django.db.models import Count
+from django.db.models import Count, F
 from django.utils import timezone
 
 from jobs.models import FileStatus, Job, JobFile, JobResult, JobStatus, SourceType
@@ -145,38 +145,30 @@ def _cached(job: Job, files: list[JobFile]) -> JobResult | None:
 
 
 def _finish_from_cache(job: Job, job_file: JobFile, source: JobResult, *, elapsed_ms: int) -> None:
+    cache = {"hit": True, "source_job": str(source.job_id)}
+    source_file = source.job.files.get()
+    JobFile.objects.filter(pk=job_file.pk).update(
+        status=FileStatus.COMPLETED,
+        result={**(job_file.result or {}), **(source_file.result or {}), "cache": cache},
+        completed_at=timezone.now(),
+    )
+    metadata = {**source.result_metadata, "cache": cache}
+    for entry in metadata.get("files", []):
+        entry.update(file_id=str(job_file.id), name=job_file.original_name)
     output_uri = ""
     if source.output_uri:  # a copy: each result expires on its own
         with default_storage.open(source.output_uri, "rb") as text:
-            output_uri = default_storage.save(f"results/{job.organization_id}/{job.pk}/text.txt", File(text))
-    source_file = source.job.files.get()
-    with transaction.atomic():
-        JobFile.objects.filter(pk=job_file.pk).update(
-            status=FileStatus.COMPLETED,
-            result={
-                **(job_file.result or {}),
-                **(source_file.result or {}),
-                "cache": {"hit": True, "source_job": str(source.job_id)},
-            },  # fmt: skip
-            completed_at=timezone.now(),
-        )
-        metadata = {**source.result_metadata, "cache": {"hit": True, "source_job": str(source.job_id)}}
-        for entry in metadata.get("files", []):
-            entry.update(file_id=str(job_file.id), name=job_file.original_name)
-        JobResult.objects.update_or_create(
-            job=job,
-            defaults={
-                "extracted_text": source.extracted_text,
-                "output_uri": output_uri,
-                "text_size": source.text_size,
-                "result_metadata": metadata,
-                "quality_score": source.quality_score,
-                "processing_time_ms": elapsed_ms,
-                "expires_at": timezone.now() + timedelta(seconds=settings.RESULT_RETENTION),
-            },
-        )
-        job_transition(job_id=job.pk, to=JobStatus.COMPLETED, actor=SYSTEM, message=f"cache hit: {source.job_id}",
-                       progress_percent=100, progress_stage="", locked_by="")  # fmt: skip
+            output_uri = default_storage.save(_result_path(job), File(text))
+    _complete(
+        job,
+        output_uri=output_uri,
+        message=f"cache hit: {source.job_id}",
+        extracted_text=source.extracted_text,
+        text_size=source.text_size,
+        result_metadata=metadata,
+        quality_score=source.quality_score,
+        processing_time_ms=elapsed_ms,
+    )
 
 
 def _run(job: Job, stages: list[dict], files: list[JobFile]) -> list[tuple[JobFile, dict]]:
@@ -300,29 +292,37 @@ def _finish_completed(job: Job, outputs: list[tuple[JobFile, dict]], *, elapsed_
     encoded = text.encode()
     output_uri = ""
     if len(encoded) > settings.RESULT_INLINE_MAX_SIZE:
-        output_uri = default_storage.save(f"results/{job.organization_id}/{job.pk}/text.txt", ContentFile(encoded))
+        output_uri = default_storage.save(_result_path(job), ContentFile(encoded))
+    _complete(
+        job,
+        output_uri=output_uri,
+        message="completed",
+        extracted_text="" if output_uri else text,
+        text_size=len(encoded),
+        result_metadata=metadata,
+        quality_score=sum(scores) / len(scores) if scores else None,
+        processing_time_ms=elapsed_ms,
+    )
+
+
+def _result_path(job: Job) -> str:
+    return f"results/{job.organization_id}/{job.pk}/text.txt"
+
+
+def _complete(job: Job, *, output_uri: str, message: str, **result) -> None:
+    """Saves the result and completes the job in one transaction; a text already written to
+    storage is deleted if that fails (e.g. the job was cancelled meanwhile)."""
     try:
         with transaction.atomic():
             JobResult.objects.create(  # in the completing transaction: none can exist before
                 job=job,
-                extracted_text="" if output_uri else text,
                 output_uri=output_uri,
-                text_size=len(encoded),
-                result_metadata=metadata,
-                quality_score=sum(scores) / len(scores) if scores else None,
-                processing_time_ms=elapsed_ms,
                 expires_at=timezone.now() + timedelta(seconds=settings.RESULT_RETENTION),
+                **result,
             )
-            job_transition(
-                job_id=job.pk,
-                to=JobStatus.COMPLETED,
-                actor=SYSTEM,
-                message="completed",
-                progress_percent=100,
-                progress_stage="",
-                stages_done=sum(len(o) for _, o in outputs),
-                locked_by="",
-            )
+            job_transition(job_id=job.pk, to=JobStatus.COMPLETED, actor=SYSTEM, message=message,
+                           progress_percent=100, progress_stage="", locked_by="")  # fmt: skip
+            Job.objects.filter(pk=job.pk).update(stages_done=F("stages_total"))
     except BaseException:
         if output_uri:
             default_storage.delete(output_uri)

@@ -39,6 +39,7 @@ def test_a_document_goes_in_and_its_text_comes_out(as_member, run_worker, name, 
     job = as_member.get(f"{JOBS}/{job_id}").json()
     assert job["status"] == "completed", job["error"]
     assert job["progress"]["percent"] == 100 and job["attempts"] == 1 and job["files"][0]["status"] == "completed"
+    assert job["progress"]["stages_done"] == job["progress"]["stages_total"] == 4  # the default pipeline
     result = as_member.get(f"{JOBS}/{job_id}/result").json()
     assert result["text"] == text and result["text_size"] == len(text.encode())
     assert 0 <= result["quality_score"] <= 1 and result["expires_at"]
