@@ -1,4 +1,5 @@
 from django.db import IntegrityError, transaction
+from django.db.models import F
 
 from accounts.models import Organization, User
 from pipeline_project.lib.errors import ConflictError
@@ -62,11 +63,16 @@ def pipeline_delete(*, pipeline: Pipeline) -> bool:
 def default_pipeline_version(*, organization: Organization) -> PipelineVersion:
     """The organization's default pipeline (detect -> extract_text -> language -> quality),
     created on first use; jobs that name no pipeline run its current version."""
-    pipeline = Pipeline.objects.filter(organization=organization, name=DEFAULT_NAME).first()
-    if pipeline is None:
-        try:
-            pipeline = pipeline_create(organization=organization, name=DEFAULT_NAME, config=DEFAULT_CONFIG,
-                                       description="Used when a job names no pipeline.")  # fmt: skip
-        except ConflictError:  # created concurrently
-            pipeline = Pipeline.objects.get(organization=organization, name=DEFAULT_NAME)
-    return pipeline.versions.get(version=pipeline.version)
+    current = (
+        PipelineVersion.objects.select_related("pipeline")
+        .filter(pipeline__organization=organization, pipeline__name=DEFAULT_NAME, version=F("pipeline__version"))
+        .first()
+    )
+    if current is not None:
+        return current
+    try:
+        pipeline = pipeline_create(organization=organization, name=DEFAULT_NAME, config=DEFAULT_CONFIG,
+                                   description="Used when a job names no pipeline.")  # fmt: skip
+    except ConflictError:  # created concurrently
+        pipeline = Pipeline.objects.get(organization=organization, name=DEFAULT_NAME)
+    return pipeline.versions.select_related("pipeline").get(version=pipeline.version)
