@@ -2,6 +2,7 @@
 
 from rq import cron
 
-from jobs.tasks import recover_jobs
+from jobs.tasks import expire_results, recover_jobs
 
 cron.register(recover_jobs, "high", interval=10, job_timeout=300, name="recover_jobs")
+cron.register(expire_results, "low", interval=3600, job_timeout=3600, name="expire_results")

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.principal import Principal
 from jobs import queueing
-from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobFile, JobStatus, SourceType
+from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobFile, JobResult, JobStatus, SourceType
 from jobs.uploads import Upload
 from pipeline_project.lib.errors import ConflictError, InvalidStateError
 from pipeline_project.lib.storage import display_name, upload_path
@@ -354,3 +354,19 @@ def job_file_delete(*, job: Job, job_file: JobFile) -> None:
         job.save(update_fields=["file_size", "updated_at"])
         if not JobFile.objects.filter(storage_name=job_file.storage_name).exists():
             transaction.on_commit(lambda: _delete_stored([job_file.storage_name]))
+
+
+def job_results_expire(*, batch_size: int = 500) -> int:
+    """Deletes results past their ``expires_at`` (and their stored texts); returns how many."""
+    deleted = 0
+    while True:
+        batch = list(
+            JobResult.objects.filter(expires_at__lte=timezone.now()).values_list("job_id", "output_uri")[:batch_size]
+        )
+        if not batch:
+            return deleted
+        with transaction.atomic():
+            JobResult.objects.filter(job_id__in=[job_id for job_id, _ in batch]).delete()
+            stored = [uri for _, uri in batch if uri]
+            transaction.on_commit(lambda stored=stored: _delete_stored(stored))
+        deleted += len(batch)

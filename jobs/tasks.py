@@ -32,3 +32,14 @@ def recover_jobs() -> dict[str, int]:
         return recover()
     finally:
         close_old_connections()
+
+
+def expire_results() -> int:
+    """Scheduled hourly (jobs/cron.py)."""
+    from jobs.services import job_results_expire
+
+    close_old_connections()
+    try:
+        return job_results_expire()
+    finally:
+        close_old_connections()

@@ -272,6 +272,11 @@ class JobViewSet(viewsets.GenericViewSet):
     def _result(self) -> JobResult:
         job = self.get_object()
         result = JobResult.objects.filter(job=job).first() if job.status == JobStatus.COMPLETED else None
+        if result is None and job.status == JobStatus.COMPLETED:
+            raise NotFoundError(
+                "The job's result has expired (RESULT_RETENTION) and was deleted; retry the job to produce it again.",
+                code="result_expired",
+            )
         if result is None:
             raise NotFoundError(
                 f"The job is {job.status}; its result exists once it is completed.",

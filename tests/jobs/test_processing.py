@@ -157,3 +157,26 @@ def test_a_job_cancelled_as_it_finishes_ends_cancelled(as_member, run_worker, mo
     run_worker()
     job = Job.objects.get(pk=job_id)
     assert job.status == JobStatus.CANCELLED and not JobResult.objects.filter(job=job).exists()
+
+
+def test_expired_results_are_deleted_with_their_stored_text(as_member, run_worker, settings):
+    from datetime import timedelta
+
+    from django.core.management import call_command
+    from django.utils import timezone
+
+    settings.RESULT_INLINE_MAX_SIZE = 10
+    kept, expired = (
+        upload(as_member, "a.txt", b"kept for now, long text"),
+        upload(as_member, "b.txt", b"old text, long"),
+    )
+    run_worker()
+    stored = JobResult.objects.get(job_id=expired).output_uri
+    assert (settings.MEDIA_ROOT / stored).exists()
+    JobResult.objects.filter(job_id=expired).update(expires_at=timezone.now() - timedelta(seconds=1))
+    out = io.StringIO()
+    call_command("expire_results", stdout=out)
+    assert out.getvalue().strip() == "1 expired results deleted"
+    assert not (settings.MEDIA_ROOT / stored).exists()
+    assert as_member.get(f"{JOBS}/{expired}/result").json()["error"]["code"] == "result_expired"
+    assert as_member.get(f"{JOBS}/{kept}/result").status_code == 200
