@@ -10,6 +10,7 @@ from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
+from django.core.management.utils import get_random_secret_key
 
 from pipeline_project.lib.env import (
     env_bool,
@@ -28,10 +29,12 @@ VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 # --- Core -------------------------------------------------------------------
 DEBUG = env_bool("DEBUG", False)
 SECRET_KEY = env_str("SECRET_KEY")
+# Without DEBUG a missing SECRET_KEY stops the web application from starting (wsgi.py, asgi.py:
+# pipeline_project.serving). Commands that need no secret (makemigrations, check, migrate) still
+# run, with a throwaway random key that signs nothing anyone keeps.
+SECRET_KEY_MISSING = not SECRET_KEY and not DEBUG
 if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("Environment variable SECRET_KEY is required when DEBUG is off.")
-    SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production"
+    SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production" if DEBUG else get_random_secret_key()
 # HMAC key for API key hashes; separate so SECRET_KEY can rotate without revoking every key.
 API_KEY_HMAC_SECRET = env_str("API_KEY_HMAC_SECRET", SECRET_KEY)
 

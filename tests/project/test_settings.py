@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from django.conf import settings as django_settings
@@ -47,8 +48,27 @@ def test_it_refuses_to_start_with_a_malformed_variable(name, value):
 
 
 def test_it_requires_a_secret_key_when_debug_is_off():
-    result = start(SECRET_KEY="")
-    assert result.returncode != 0 and "SECRET_KEY is required" in result.stderr
+    for module in ("pipeline_project.wsgi", "pipeline_project.asgi"):
+        environment = {
+            **os.environ,
+            **BASE_ENV,
+            "SECRET_KEY": "",
+            "DJANGO_SETTINGS_MODULE": "pipeline_project.settings",
+        }
+        result = subprocess.run([sys.executable, "-c", f"import {module}"], env=environment, capture_output=True,
+                                text=True, timeout=60)  # fmt: skip
+        assert result.returncode != 0 and "SECRET_KEY is required" in result.stderr, module
+
+
+def test_commands_that_need_no_secret_run_with_no_environment_at_all(tmp_path):
+    """`manage.py makemigrations --check` works in a bare shell, and finds every model migrated."""
+    result = subprocess.run(
+        [sys.executable, "manage.py", "makemigrations", "--check", "--dry-run"],
+        env={"PATH": os.environ["PATH"], "VAR_DIR": str(tmp_path)},
+        capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "No changes detected" in result.stdout
 
 
 def test_it_has_a_dev_secret_key_only_with_debug():
@@ -73,7 +93,7 @@ def test_it_defaults_to_sqlite_under_var():
     assert result.stdout.strip().endswith("var/db.sqlite3 IMMEDIATE")
 
 
-def test_the_suite_runs_on_postgres_with_its_own_redis_database():
+def test_the_suite_runs_on_postgres_with_its_own_redis_database(db):
     assert django_settings.DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
     assert django_settings.DATABASES["default"]["NAME"].startswith("test_")
     assert set(django_settings.RQ_QUEUES) == {"high", "default", "low", "webhooks"}
