@@ -30,7 +30,7 @@ from pipelines.detection import HEAD_SIZE, detect
 from pipelines.fetch import fetch
 from pipelines.stages import REGISTRY, StageContext, StageError
 from pipelines.stages.fetch import limits as fetch_limits
-from pipelines.validation import DEFAULT_CONFIG, normalized
+from pipelines.validation import DEFAULT_CONFIG, normalized, stage_spec
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +118,7 @@ def _inputs(job: Job) -> tuple[list[dict], list[JobFile]]:
     files = list(job.files.all())
     if not files and job.source_type == SourceType.URL:
         _progress(job.pk, 0, 1, "fetch")
-        files = [_fetch_input(job, fetch_spec or {"params": {}, "retry": {"attempts": 3, "backoff_seconds": 1}})]
+        files = [_fetch_input(job, fetch_spec or stage_spec("fetch"))]
     if not files:
         raise StageError("no_input", "The job has no document to process.")
     return stages, files

@@ -112,9 +112,14 @@ class Job(models.Model):
     def can_transition_to(self, status: str) -> bool:
         return status in TRANSITIONS[self.status]
 
+    def can_cancel(self) -> bool:
+        """Drafts, queued and processing jobs; a cancelling one is finished by its worker."""
+        return self.status in (JobStatus.DRAFT, JobStatus.QUEUED, JobStatus.PROCESSING)
+
     @property
-    def is_terminal(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+    def status_after_cancel(self) -> str:
+        """A processing job becomes cancelling (its worker stops it); others end cancelled at once."""
+        return JobStatus.CANCELLING if self.status == JobStatus.PROCESSING else JobStatus.CANCELLED
 
     @property
     def queue_name(self) -> str:

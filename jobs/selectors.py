@@ -35,6 +35,18 @@ def job_search(queryset: QuerySet[Job], text: str) -> QuerySet[Job]:
     return queryset.filter(condition)
 
 
+def job_cancel_preview(*, job: Job) -> dict:
+    """What cancelling ``job`` now would change and lose (the first step of a two-step cancel)."""
+    return {
+        "status": job.status,
+        "becomes": job.status_after_cancel,
+        "progress_percent": job.progress_percent,
+        "stage": job.progress_stage,
+        "files": job.files.count(),
+        "partial_results_discarded": job.status == JobStatus.PROCESSING,
+    }
+
+
 def job_events(*, job: Job) -> QuerySet[JobEvent]:
     return JobEvent.objects.filter(job=job)
 

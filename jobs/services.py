@@ -185,11 +185,10 @@ def _delete_stored(names: list[str]) -> None:
 def job_start(*, job: Job, actor: str) -> Job:
     """draft -> queued, then onto RQ. An upload job needs at least one file (409 ``no_files``)."""
     with transaction.atomic():
-        locked = Job.objects.select_for_update().get(pk=job.pk)
-        if locked.status == JobStatus.DRAFT and locked.source_type == SourceType.UPLOAD:
-            if not locked.files.exists():
-                raise ConflictError("Add at least one file before starting this job.", code="no_files")
-        job = job_transition(job_id=job.pk, to=JobStatus.QUEUED, actor=actor, message="started")
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if job.status == JobStatus.DRAFT and job.source_type == SourceType.UPLOAD and not job.files.exists():
+            raise ConflictError("Add at least one file before starting this job.", code="no_files")
+        job = transition_locked(job, JobStatus.QUEUED, actor, "started")
         queueing.enqueue_on_commit(job.id, job.queue_name)
     return job
 
@@ -198,15 +197,16 @@ def job_cancel(*, job: Job, actor: str) -> Job:
     """Draft or queued jobs are cancelled at once; a processing job becomes ``cancelling``
     and its worker finishes the cancellation. Finished jobs answer 409."""
     with transaction.atomic():
-        status = Job.objects.select_for_update().values_list("status", flat=True).get(pk=job.pk)
-        if status == JobStatus.CANCELLING:  # only its worker may finish that
-            raise InvalidStateError("This job is already being cancelled.", details={"status": status})
-        if status == JobStatus.PROCESSING:
-            job = job_transition(job_id=job.pk, to=JobStatus.CANCELLING, actor=actor, message="cancel requested")
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if not job.can_cancel():
+            raise InvalidStateError(f"A {job.status} job cannot be cancelled.", details={"status": job.status})
+        previous, becomes = job.status, job.status_after_cancel
+        job = transition_locked(
+            job, becomes, actor, "cancelled" if becomes == JobStatus.CANCELLED else "cancel requested"
+        )
+        if previous == JobStatus.PROCESSING:
             queueing.stop_on_commit(job.pk)
-            return job
-        job = job_transition(job_id=job.pk, to=JobStatus.CANCELLED, actor=actor, message="cancelled")
-        if status == JobStatus.QUEUED:
+        elif previous == JobStatus.QUEUED:
             queueing.dequeue_on_commit(job.id, job.queue_name)
     return job
 
@@ -216,7 +216,9 @@ def job_retry(*, job: Job, principal: Principal, overrides: dict) -> Job:
     priority, mode, metadata, pipeline_version), linked to the original. Only failed or
     cancelled jobs."""
     with transaction.atomic():
-        original = Job.objects.select_for_update().get(pk=job.pk)
+        original = (
+            Job.objects.select_for_update(of=("self",)).select_related("pipeline_version__pipeline").get(pk=job.pk)
+        )
         if original.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
             raise InvalidStateError(
                 f"Only failed or cancelled jobs can be retried; this one is {original.status}.",
@@ -232,15 +234,7 @@ def job_retry(*, job: Job, principal: Principal, overrides: dict) -> Job:
             mime_type=original.mime_type,
             mode=overrides.get("mode", original.mode),
             priority=overrides.get("priority", original.priority),
-            **(
-                _pipeline_fields(overrides["pipeline_version"])
-                if "pipeline_version" in overrides
-                else {
-                    "pipeline": original.pipeline,
-                    "pipeline_version": original.pipeline_version,
-                    "config": original.config,
-                }  # fmt: skip
-            ),
+            **_pipeline_fields(overrides.get("pipeline_version", original.pipeline_version)),
             metadata=overrides.get("metadata", original.metadata),
             webhook_url=original.webhook_url,
             max_attempts=original.max_attempts,

@@ -68,13 +68,15 @@ def _check(schema: dict, value, path: str, errors: dict) -> None:
 
 def normalized(config: dict) -> dict:
     """A valid config with every default filled in: what a job actually runs."""
+    return {"stages": [stage_spec(entry["name"], entry) for entry in config["stages"]]}
+
+
+def stage_spec(name: str, entry: dict | None = None) -> dict:
+    """One stage of a config with its defaults filled in."""
+    entry = entry or {}
+    retry_defaults = {key: spec["default"] for key, spec in RETRY_SCHEMA["properties"].items()}
     return {
-        "stages": [
-            {
-                "name": entry["name"],
-                "params": {**REGISTRY[entry["name"]].defaults(), **entry.get("params", {})},
-                "retry": {"attempts": 3, "backoff_seconds": 1, **entry.get("retry", {})},
-            }
-            for entry in config["stages"]
-        ]
+        "name": name,
+        "params": {**REGISTRY[name].defaults(), **entry.get("params", {})},
+        "retry": {**retry_defaults, **entry.get("retry", {})},
     }

@@ -172,21 +172,13 @@ class JobViewSet(viewsets.GenericViewSet):
         return Response(JobSerializer(job, context={"request": request}).data)
 
     def _cancel_confirmation(self, job: Job, actor: str) -> dict:
-        if job.is_terminal or job.status == JobStatus.CANCELLING:
+        if not job.can_cancel():
             raise InvalidStateError(f"A {job.status} job cannot be cancelled.", details={"status": job.status})
-        becomes = JobStatus.CANCELLING if job.status == JobStatus.PROCESSING else JobStatus.CANCELLED
         return {
             "confirm_token": confirmation.cancel_token(job_id=job.id, actor=actor),
             "expires_in": confirmation.CANCEL_TOKEN_MAX_AGE,
             "message": f"Send this token back within {confirmation.CANCEL_TOKEN_MAX_AGE} s to cancel the job.",
-            "will_lose": {
-                "status": job.status,
-                "becomes": becomes,
-                "progress_percent": job.progress_percent,
-                "stage": job.progress_stage,
-                "files": job.files.count(),
-                "partial_results_discarded": job.status == JobStatus.PROCESSING,
-            },
+            "will_lose": selectors.job_cancel_preview(job=job),
         }
 
     @extend_schema(

@@ -7,7 +7,7 @@ import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
 from rq import Queue
 
-from jobs.models import Job, JobEvent, JobResult, JobStatus
+from jobs.models import Job, JobEvent, JobFile, JobResult, JobStatus
 from pipeline_project.lib.redis import get_redis
 from pipelines.models import Pipeline, PipelineVersion
 from tests.pipelines.documents import docx, pdf
@@ -180,3 +180,22 @@ def test_expired_results_are_deleted_with_their_stored_text(as_member, run_worke
     assert not (settings.MEDIA_ROOT / stored).exists()
     assert as_member.get(f"{JOBS}/{expired}/result").json()["error"]["code"] == "result_expired"
     assert as_member.get(f"{JOBS}/{kept}/result").status_code == 200
+
+
+def test_a_job_with_several_files_processes_and_tracks_each(as_member, run_worker):
+    job_id = as_member.post(JOBS, {"source_type": "upload", "start": False}, format="json").json()["id"]
+    files = [SimpleUploadedFile("one.txt", b"First document."), SimpleUploadedFile("two.pdf", pdf(["Second one"]))]
+    assert as_member.post(f"{JOBS}/{job_id}/files", {"files": files}, format="multipart").status_code == 201
+    assert as_member.post(f"{JOBS}/{job_id}/start").status_code == 200
+    run_worker()
+    job = as_member.get(f"{JOBS}/{job_id}").json()
+    assert job["status"] == "completed"
+    assert [(f["name"], f["status"]) for f in job["files"]] == [("one.txt", "completed"), ("two.pdf", "completed")]
+    assert job["progress"]["stages_total"] == 8  # 4 stages x 2 files
+    result = as_member.get(f"{JOBS}/{job_id}/result").json()
+    assert result["text"] == "First document.\n\nSecond one"
+    assert [f["name"] for f in result["metadata"]["files"]] == ["one.txt", "two.pdf"]
+    stages = JobFile.objects.get(job_id=job_id, original_name="two.pdf").result["stages"]
+    assert set(stages) == {"detect", "extract_text", "language", "quality"}
+    assert all(s["started_at"] <= s["ended_at"] and s["duration_ms"] >= 0 for s in stages.values())
+    assert stages["extract_text"]["output"]["page_count"] == 1
