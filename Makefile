@@ -14,7 +14,7 @@ TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
 BENCHES := auth jobs_create jobs_list upload_rss engine pdf
 
-.PHONY: run test venv schema lint clean $(addprefix bench-,$(subst _,-,$(BENCHES)))
+.PHONY: run test fuzz venv schema lint clean $(addprefix bench-,$(subst _,-,$(BENCHES)))
 
 venv:
 	@scripts/ensure-venv.sh
@@ -26,12 +26,22 @@ run: venv
 	@python manage.py bootstrap_demo --base-url http://127.0.0.1:$(WEB_PORT)
 	@WEB_PORT=$(WEB_PORT) exec honcho -f Procfile.dev start
 
+RUN_PYTEST = DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" DEBUG=0 \
+	SECRET_KEY=test-only-secret-key-with-at-least-32-bytes python -m pytest
+
 test: venv
 	@scripts/ensure-postgres.sh "$(TEST_DATABASE_URL)"
 	@scripts/ensure-redis.sh "$(TEST_REDIS_URL)"
 	ruff check .
-	DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" DEBUG=0 SECRET_KEY=test-only-secret-key-with-at-least-32-bytes \
-		python -m pytest $(PYTEST_ARGS)
+	$(RUN_PYTEST) $(PYTEST_ARGS)
+
+# A long randomized Schemathesis run over the whole API (`make test` runs a short deterministic one).
+fuzz: export SCHEMATHESIS_MAX_EXAMPLES ?= 1000
+fuzz: export SCHEMATHESIS_DERANDOMIZE ?= 0
+fuzz: venv
+	@scripts/ensure-postgres.sh "$(TEST_DATABASE_URL)"
+	@scripts/ensure-redis.sh "$(TEST_REDIS_URL)"
+	$(RUN_PYTEST) tests/project/test_schemathesis.py $(PYTEST_ARGS)
 
 schema: venv
 	DEBUG=1 python manage.py spectacular --validate --fail-on-warn --file var/openapi.yaml

@@ -3,10 +3,13 @@ from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.utils import timezone
 
+from accounts.admin_login import ThrottledAdminLoginForm
 from accounts.models import ApiKey, Membership, Organization, User
 from accounts.principal import Principal
 from accounts.roles import ALL_PERMISSIONS, ROLE_PERMISSIONS
 from accounts.services import api_key_create, api_key_revoke
+
+admin.site.login_form = ThrottledAdminLoginForm  # login attempts are rate limited (admin_login.py)
 
 
 class MembershipInline(admin.TabularInline):

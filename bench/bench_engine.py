@@ -55,11 +55,10 @@ def main() -> int:
     principal = Principal(user=user, organization=organization, role="admin", permissions=ROLE_PERMISSIONS["admin"])
     assert Membership.objects.filter(user=user).exists()
     pipeline = pipeline_create(organization=organization, name="noop", config={"stages": [{"name": "noop"}]})
-    version = pipeline.versions.get()
     with transaction.atomic():  # enqueued on commit, all at once
         for n in range(N):
             job_create(principal=principal, source_type="text", text=f"document {n}", priority=2,
-                       pipeline_version=version)  # fmt: skip
+                       pipeline_id=pipeline.id)  # fmt: skip
     engine_seconds = drain("default")
     done = Job.objects.filter(status=JobStatus.COMPLETED).count()
     assert done == N, f"only {done} of {N} engine jobs completed"

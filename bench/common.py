@@ -81,6 +81,8 @@ def gunicorn(workers: int = 2, extra: tuple[str, ...] = ()):
             str(workers),
             "--log-level",
             "warning",
+            "--limit-request-line",
+            "8190",  # as the Dockerfile runs it
             *extra,
             *os.environ.get("BENCH_GUNICORN_ARGS", "").split(),
         ],

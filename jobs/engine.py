@@ -8,8 +8,11 @@
 3. Save the result, set the final status, record the timeline.
 """
 
+import functools
 import hashlib
 import logging
+import os
+import secrets
 import socket
 import threading
 import time
@@ -42,8 +45,15 @@ class Cancelled(Exception):
     pass
 
 
+@functools.cache
 def worker_name() -> str:
-    return f"{socket.gethostname()}:{threading.get_native_id()}"
+    """An opaque id for this process (job timelines are shown to API clients: no host name, no pid).
+
+    Random, so it reveals nothing; logged once with the host and pid, for operators.
+    """
+    name = f"w-{secrets.token_hex(6)}"
+    logger.info("this process claims jobs as %s (host %s, pid %d)", name, socket.gethostname(), os.getpid())
+    return name
 
 
 def job_claim(job_id, *, worker: str) -> Job | None:
@@ -228,15 +238,16 @@ def _fetch_input(job: Job, spec: dict) -> JobFile:
         name = display_name(download.name, "download")
         storage_name = default_storage.save(upload_path(job.organization_id, job.pk, name), File(download.file))
     mime_type = detected.mime_type if detected else (download.content_type.split(";")[0] or "application/octet-stream")
-    job_file = JobFile.objects.create(
+    job_file = JobFile.for_stored(
         job=job,
         storage_name=storage_name,
-        original_name=name,
+        name=name,
         size=download.size,
-        mime_type=mime_type[:127],
+        mime_type=mime_type,
         sha256=digest.hexdigest(),
         result={"fetch": {"url": download.url, "content_type": download.content_type}},
     )
+    job_file.save()
     Job.objects.filter(pk=job.pk, file_name="").update(file_name=name)
     Job.objects.filter(pk=job.pk).update(file_size=download.size, mime_type=mime_type[:127])
     return job_file

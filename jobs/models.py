@@ -4,6 +4,7 @@ from django.db import models
 from django.db.models import Q
 
 from accounts.models import ApiKey, Organization, User
+from pipeline_project.lib.errors import InvalidStateError
 from pipelines.models import Pipeline, PipelineVersion
 
 
@@ -116,6 +117,23 @@ class Job(models.Model):
         """Drafts, queued and processing jobs; a cancelling one is finished by its worker."""
         return self.status in (JobStatus.DRAFT, JobStatus.QUEUED, JobStatus.PROCESSING)
 
+    def ensure_can_cancel(self) -> None:
+        """409 ``invalid_state`` unless ``can_cancel``: the one refusal, for the cancel preview and ``job_cancel``."""
+        if not self.can_cancel():
+            raise InvalidStateError(f"A {self.status} job cannot be cancelled.", details={"status": self.status})
+
+    def can_retry(self) -> bool:
+        """Failed and cancelled jobs; a retry is a new job, this one stays as it ended."""
+        return self.status in (JobStatus.FAILED, JobStatus.CANCELLED)
+
+    def can_start(self) -> bool:
+        """Drafts only: anything else has started already."""
+        return self.status == JobStatus.DRAFT
+
+    def accepts_files(self) -> bool:
+        """Files are added to and removed from drafts only: a started job's input is fixed."""
+        return self.status == JobStatus.DRAFT
+
     @property
     def status_after_cancel(self) -> str:
         """A processing job becomes cancelling (its worker stops it); others end cancelled at once."""
@@ -155,6 +173,21 @@ class JobFile(models.Model):
 
     def __str__(self) -> str:
         return self.original_name
+
+    @classmethod
+    def for_stored(cls, *, job: Job, storage_name: str, name: str, size: int, mime_type: str, sha256: str,
+                   result: dict | None = None) -> "JobFile":  # fmt: skip
+        """An unsaved file of ``job`` for an object already in the default storage (``storage_name``;
+        several jobs may share one object, as retries do): the one way every input file is built."""
+        return cls(
+            job=job,
+            storage_name=storage_name,
+            original_name=name,
+            size=size,
+            mime_type=mime_type[:127],  # the column's length: a server's Content-Type can be longer
+            sha256=sha256,
+            result=result,
+        )
 
 
 class JobEvent(models.Model):

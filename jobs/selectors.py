@@ -8,7 +8,8 @@ from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from accounts.principal import Principal
-from jobs.models import Job, JobEvent, JobFile, JobStatus
+from jobs.models import Job, JobEvent, JobFile, JobResult, JobStatus
+from pipeline_project.lib.errors import NotFoundError
 from pipeline_project.lib.redis import get_redis
 
 
@@ -36,7 +37,9 @@ def job_search(queryset: QuerySet[Job], text: str) -> QuerySet[Job]:
 
 
 def job_cancel_preview(*, job: Job) -> dict:
-    """What cancelling ``job`` now would change and lose (the first step of a two-step cancel)."""
+    """What cancelling ``job`` now would change and lose (the first step of a two-step cancel);
+    409 ``invalid_state``, as ``job_cancel`` answers, if it cannot be cancelled."""
+    job.ensure_can_cancel()
     return {
         "status": job.status,
         "becomes": job.status_after_cancel,
@@ -45,6 +48,23 @@ def job_cancel_preview(*, job: Job) -> dict:
         "files": job.files.count(),
         "partial_results_discarded": job.status == JobStatus.PROCESSING,
     }
+
+
+def job_result(*, job: Job) -> JobResult:
+    """A completed job's result; 404 ``result_expired`` once it was deleted, ``job_not_completed`` before."""
+    if job.status != JobStatus.COMPLETED:
+        raise NotFoundError(
+            f"The job is {job.status}; its result exists once it is completed.",
+            code="job_not_completed",
+            details={"status": job.status},
+        )
+    result = JobResult.objects.filter(job=job).first()
+    if result is None:
+        raise NotFoundError(
+            "The job's result has expired (RESULT_RETENTION) and was deleted; retry the job to produce it again.",
+            code="result_expired",
+        )
+    return result
 
 
 def job_events(*, job: Job) -> QuerySet[JobEvent]:

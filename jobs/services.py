@@ -4,21 +4,27 @@ machine check, timeline event, all in one transaction; RQ is told after commit."
 import hashlib
 import json
 import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 
 from django.conf import settings
-from django.core.files.base import ContentFile
+from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
+from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from accounts.principal import Principal
 from jobs import queueing
 from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobFile, JobResult, JobStatus, SourceType
-from jobs.uploads import Upload
-from pipeline_project.lib.errors import ConflictError, InvalidStateError
+from jobs.uploads import Upload, inspect
+from pipeline_project.lib.errors import ApplicationError, ConflictError, InvalidStateError
 from pipeline_project.lib.storage import display_name, upload_path
 from pipelines.models import PipelineVersion
+from pipelines.selectors import pipeline_for_job
+from pipelines.services import default_pipeline_version
 
 logger = logging.getLogger(__name__)
 
@@ -69,14 +75,15 @@ def job_create(
     mime_type: str = "",
     mode: str = "standard",
     priority: int,
-    pipeline_version: PipelineVersion | None = None,
+    pipeline_id: uuid.UUID | None = None,
     metadata: dict | None = None,
     webhook_url: str = "",
     start: bool = True,
     idempotency_key: str | None = None,
     fingerprint: str = "",
 ) -> tuple[Job, bool]:
-    """Creates a job (``queued``, or ``draft`` when not started); returns ``(job, created)``.
+    """Creates a job (``queued``, or ``draft`` when not started) running ``pipeline_id`` (None:
+    the organization's default pipeline); returns ``(job, created)``.
 
     With an ``idempotency_key``, the same key and ``fingerprint`` within 24 h return the
     job first created (``created`` False); the same key with another request is a 409.
@@ -85,9 +92,8 @@ def job_create(
         existing = _idempotent_job(principal, idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
-    stored: list[str] = []
     try:
-        with transaction.atomic():
+        with _stored_files() as stored, transaction.atomic():
             job = _new_job(
                 principal,
                 status=JobStatus.QUEUED if start else JobStatus.DRAFT,
@@ -98,26 +104,24 @@ def job_create(
                 mime_type=mime_type,
                 mode=mode,
                 priority=priority,
-                **_pipeline_fields(pipeline_version),
+                **_pipeline_fields(_pipeline_version(principal, pipeline_id)),
                 metadata=metadata or {},
                 webhook_url=webhook_url,
                 idempotency_key=idempotency_key or None,
                 request_hash=fingerprint,
             )
             if source_type == SourceType.TEXT:
-                job_file = _store_text(job, text or "", stored)
+                content = (text or "").encode()
+                job_file = _store(job, ContentFile(content), stored, name="input.txt", mime_type="text/plain",
+                                  sha256=hashlib.sha256(content).hexdigest())  # fmt: skip
                 job.file_name, job.file_size, job.mime_type = file_name or "input.txt", job_file.size, "text/plain"
                 job.save(update_fields=["file_name", "file_size", "mime_type"])
             _announce(job, actor=principal.actor, message="created")
     except IntegrityError:
-        _delete_stored(stored)
         if idempotency_key:  # a concurrent request with the same key won the race
             existing = _idempotent_job(principal, idempotency_key, fingerprint)
             if existing is not None:
                 return existing, False
-        raise
-    except BaseException:
-        _delete_stored(stored)
         raise
     return job, True
 
@@ -134,6 +138,21 @@ def _announce(job: Job, *, actor: str, message: str) -> None:
     JobEvent.objects.create(job=job, to_status=job.status, actor=actor, message=message)
     if job.status == JobStatus.QUEUED:
         queueing.enqueue_on_commit(job.id, job.queue_name)
+
+
+def _pipeline_version(principal: Principal, pipeline_id: uuid.UUID | None, *, within: str = "") -> PipelineVersion:
+    """The version a new job runs: the current one of ``pipeline_id`` if it is an active pipeline
+    of the caller's organization (else 400 naming the field, nested ``within`` another), or of the
+    organization's default pipeline when None. Call it inside the job's transaction: a default
+    pipeline created on first use then rolls back with a job that fails."""
+    if pipeline_id is None:
+        return default_pipeline_version(organization=principal.organization)
+    version = pipeline_for_job(principal=principal, pipeline_id=pipeline_id)
+    if version is None:
+        message = "No active pipeline of your organization has this id."
+        details = {"pipeline_id": [message]}
+        raise ApplicationError(message, code="invalid", details={within: details} if within else details)
+    return version
 
 
 def _pipeline_fields(version: PipelineVersion | None) -> dict:
@@ -160,18 +179,42 @@ def _idempotent_job(principal: Principal, key: str, fingerprint: str) -> Job | N
     return job
 
 
-def _store_text(job: Job, text: str, stored: list[str]) -> JobFile:
-    content = text.encode()
-    name = default_storage.save(upload_path(job.organization_id, job.id, "input.txt"), ContentFile(content))
-    stored.append(name)
-    return JobFile.objects.create(
-        job=job,
-        storage_name=name,
-        original_name="input.txt",
-        size=len(content),
-        mime_type="text/plain",
-        sha256=hashlib.sha256(content).hexdigest(),
+def _store(job: Job, file: File, stored: list[str], *, name: str, mime_type: str, sha256: str,
+           result: dict | None = None) -> JobFile:  # fmt: skip
+    """Saves ``file`` to storage (its name added to ``stored``) and inserts its JobFile."""
+    storage_name = default_storage.save(upload_path(job.organization_id, job.id, name), file)
+    stored.append(storage_name)
+    job_file = JobFile.for_stored(job=job, storage_name=storage_name, name=display_name(name), size=file.size,
+                                  mime_type=mime_type, sha256=sha256, result=result)  # fmt: skip
+    job_file.save()
+    return job_file
+
+
+def _store_upload(job: Job, upload: Upload, stored: list[str], *, record_detection: bool) -> JobFile:
+    detection = upload.detection
+    return _store(
+        job,
+        upload.file,
+        stored,
+        name=upload.file.name,
+        mime_type=detection.mime_type,
+        sha256=upload.sha256,
+        result={"detection": {"mime_type": detection.mime_type, "encoding": detection.encoding}}
+        if record_detection
+        else None,
     )
+
+
+@contextmanager
+def _stored_files() -> Iterator[list[str]]:
+    """A list to add the names of stored files to; if the block raises, they are deleted. Put
+    it around the transaction inserting their rows: a rollback then leaves no file behind."""
+    stored: list[str] = []
+    try:
+        yield stored
+    except BaseException:
+        _delete_stored(stored)
+        raise
 
 
 def _delete_stored(names: list[str]) -> None:
@@ -186,7 +229,10 @@ def job_start(*, job: Job, actor: str) -> Job:
     """draft -> queued, then onto RQ. An upload job needs at least one file (409 ``no_files``)."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
-        if job.status == JobStatus.DRAFT and job.source_type == SourceType.UPLOAD and not job.files.exists():
+        if not job.can_start():
+            raise InvalidStateError(f"Only drafts can be started; this job is {job.status}.",
+                                    details={"status": job.status})  # fmt: skip
+        if job.source_type == SourceType.UPLOAD and not job.files.exists():
             raise ConflictError("Add at least one file before starting this job.", code="no_files")
         job = transition_locked(job, JobStatus.QUEUED, actor, "started")
         queueing.enqueue_on_commit(job.id, job.queue_name)
@@ -198,8 +244,7 @@ def job_cancel(*, job: Job, actor: str) -> Job:
     and its worker finishes the cancellation. Finished jobs answer 409."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
-        if not job.can_cancel():
-            raise InvalidStateError(f"A {job.status} job cannot be cancelled.", details={"status": job.status})
+        job.ensure_can_cancel()
         previous, becomes = job.status, job.status_after_cancel
         job = transition_locked(
             job, becomes, actor, "cancelled" if becomes == JobStatus.CANCELLED else "cancel requested"
@@ -213,13 +258,19 @@ def job_cancel(*, job: Job, actor: str) -> Job:
 
 def job_retry(*, job: Job, principal: Principal, overrides: dict) -> Job:
     """A new queued job with the same source, files and configuration (``overrides`` applied:
-    priority, mode, metadata, pipeline_version), linked to the original. Only failed or
-    cancelled jobs."""
+    priority, mode, metadata, pipeline_id, None meaning the default pipeline), linked to the
+    original. Only failed or cancelled jobs."""
     with transaction.atomic():
+        # A bad pipeline_id answers 400 whatever the job's state, like any invalid input.
+        version = (
+            _pipeline_version(principal, overrides["pipeline_id"], within="updated_config")
+            if "pipeline_id" in overrides
+            else None
+        )
         original = (
             Job.objects.select_for_update(of=("self",)).select_related("pipeline_version__pipeline").get(pk=job.pk)
         )
-        if original.status not in (JobStatus.FAILED, JobStatus.CANCELLED):
+        if not original.can_retry():
             raise InvalidStateError(
                 f"Only failed or cancelled jobs can be retried; this one is {original.status}.",
                 details={"status": original.status},
@@ -234,17 +285,17 @@ def job_retry(*, job: Job, principal: Principal, overrides: dict) -> Job:
             mime_type=original.mime_type,
             mode=overrides.get("mode", original.mode),
             priority=overrides.get("priority", original.priority),
-            **_pipeline_fields(overrides.get("pipeline_version", original.pipeline_version)),
+            **_pipeline_fields(version or original.pipeline_version),
             metadata=overrides.get("metadata", original.metadata),
             webhook_url=original.webhook_url,
             max_attempts=original.max_attempts,
             retried_from=original,
         )
         JobFile.objects.bulk_create(
-            JobFile(
+            JobFile.for_stored(
                 job=retry,
                 storage_name=file.storage_name,  # the stored object is shared, not copied
-                original_name=file.original_name,
+                name=file.original_name,
                 size=file.size,
                 mime_type=file.mime_type,
                 sha256=file.sha256,
@@ -255,93 +306,69 @@ def job_retry(*, job: Job, principal: Principal, overrides: dict) -> Job:
     return retry
 
 
-def _store_upload(job: Job, upload: Upload, stored: list[str], *, record_detection: bool) -> JobFile:
-    name = default_storage.save(upload_path(job.organization_id, job.id, upload.file.name), upload.file)
-    stored.append(name)
-    detection = upload.detection
-    return JobFile.objects.create(
-        job=job,
-        storage_name=name,
-        original_name=display_name(upload.file.name),
-        size=upload.file.size,
-        mime_type=detection.mime_type,
-        sha256=upload.sha256,
-        result={"detection": {"mime_type": detection.mime_type, "encoding": detection.encoding}}
-        if record_detection
-        else None,
-    )
-
-
 def jobs_from_uploads(
     *,
     principal: Principal,
-    uploads: list[Upload],
+    files: list[UploadedFile],
     priority: int,
     mode: str = "standard",
-    pipeline_version: PipelineVersion | None = None,
+    pipeline_id: uuid.UUID | None = None,
     metadata: dict | None = None,
     record_detection: bool = False,
 ) -> list[Job]:
-    """One queued job per uploaded file, all or nothing: if anything fails, the rows roll
-    back and every file already stored is deleted."""
-    stored: list[str] = []
+    """One queued job per received file (checked by ``inspect``: 400, 413, 415), all or nothing:
+    if anything fails, the rows roll back and every file already stored is deleted."""
+    uploads = [inspect(file) for file in files]  # before anything is written
     jobs = []
-    try:
-        with transaction.atomic():
-            for upload in uploads:
-                job = _new_job(
-                    principal,
-                    status=JobStatus.QUEUED,
-                    source_type=SourceType.UPLOAD,
-                    file_name=display_name(upload.file.name),
-                    file_size=upload.file.size,
-                    mime_type=upload.detection.mime_type,
-                    mode=mode,
-                    priority=priority,
-                    **_pipeline_fields(pipeline_version),
-                    metadata=metadata or {},
-                )
-                _store_upload(job, upload, stored, record_detection=record_detection)
-                _announce(job, actor=principal.actor, message="uploaded")
-                jobs.append(job)
-    except BaseException:
-        _delete_stored(stored)
-        raise
+    with _stored_files() as stored, transaction.atomic():
+        pipeline = _pipeline_fields(_pipeline_version(principal, pipeline_id))
+        for upload in uploads:
+            job = _new_job(
+                principal,
+                status=JobStatus.QUEUED,
+                source_type=SourceType.UPLOAD,
+                file_name=display_name(upload.file.name),
+                file_size=upload.file.size,
+                mime_type=upload.detection.mime_type,
+                mode=mode,
+                priority=priority,
+                **pipeline,
+                metadata=metadata or {},
+            )
+            _store_upload(job, upload, stored, record_detection=record_detection)
+            _announce(job, actor=principal.actor, message="uploaded")
+            jobs.append(job)
     return jobs
 
 
-def job_files_add(*, job: Job, uploads: list[Upload]) -> list[JobFile]:
-    """Adds files to a draft (409 ``invalid_state`` otherwise; 409 ``file_limit`` past
-    ``JOB_MAX_FILES``). All or nothing, like ``jobs_from_uploads``."""
-    stored: list[str] = []
-    try:
-        with transaction.atomic():
-            job = Job.objects.select_for_update().get(pk=job.pk)
-            if job.status != JobStatus.DRAFT:
-                raise InvalidStateError(f"Files can be added to drafts only; this job is {job.status}.")
-            present = job.files.count()
-            if present + len(uploads) > settings.JOB_MAX_FILES:
-                raise ConflictError(
-                    f"A job holds at most {settings.JOB_MAX_FILES} files; it has {present}.",
-                    code="file_limit",
-                    details={"limit": settings.JOB_MAX_FILES, "present": present},
-                )
-            files = [_store_upload(job, upload, stored, record_detection=True) for upload in uploads]
-            if not job.file_name:
-                job.file_name, job.mime_type = files[0].original_name, files[0].mime_type
-            job.file_size = (job.file_size or 0) + sum(file.size for file in files)
-            job.save(update_fields=["file_name", "mime_type", "file_size", "updated_at"])
-    except BaseException:
-        _delete_stored(stored)
-        raise
-    return files
+def job_files_add(*, job: Job, files: list[UploadedFile]) -> list[JobFile]:
+    """Adds received files (checked by ``inspect``) to a draft (409 ``invalid_state`` otherwise;
+    409 ``file_limit`` past ``JOB_MAX_FILES``). All or nothing, like ``jobs_from_uploads``."""
+    uploads = [inspect(file) for file in files]  # before the row is locked
+    with _stored_files() as stored, transaction.atomic():
+        job = Job.objects.select_for_update().get(pk=job.pk)
+        if not job.accepts_files():
+            raise InvalidStateError(f"Files can be added to drafts only; this job is {job.status}.")
+        present = job.files.count()
+        if present + len(uploads) > settings.JOB_MAX_FILES:
+            raise ConflictError(
+                f"A job holds at most {settings.JOB_MAX_FILES} files; it has {present}.",
+                code="file_limit",
+                details={"limit": settings.JOB_MAX_FILES, "present": present},
+            )
+        job_files = [_store_upload(job, upload, stored, record_detection=True) for upload in uploads]
+        if not job.file_name:
+            job.file_name, job.mime_type = job_files[0].original_name, job_files[0].mime_type
+        job.file_size = (job.file_size or 0) + sum(job_file.size for job_file in job_files)
+        job.save(update_fields=["file_name", "mime_type", "file_size", "updated_at"])
+    return job_files
 
 
 def job_file_delete(*, job: Job, job_file: JobFile) -> None:
     """Removes a file from a draft, and its stored object once no job refers to it."""
     with transaction.atomic():
         job = Job.objects.select_for_update().get(pk=job.pk)
-        if job.status != JobStatus.DRAFT:
+        if not job.accepts_files():
             raise InvalidStateError(f"Files can be removed from drafts only; this job is {job.status}.")
         job_file.delete()
         job.file_size = max(0, (job.file_size or 0) - job_file.size)

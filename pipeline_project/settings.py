@@ -42,7 +42,13 @@ ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("BEHIND_TLS_PROXY") else None
 SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = env_bool("BEHIND_TLS_PROXY")
+# Production (README, "Production settings"): BEHIND_TLS_PROXY, SECURE_SSL_REDIRECT and the HSTS
+# settings on make `manage.py check --deploy` clean.
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)  # plain HTTP answers a redirect to HTTPS
+SECURE_REDIRECT_EXEMPT = [r"^health(/|$)"]  # load balancers and orchestrators probe over plain HTTP
 SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 0)  # set once the site is HTTPS-only
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("SECURE_HSTS_PRELOAD", False)
 SECURE_CONTENT_TYPE_NOSNIFF = True
 
 INSTALLED_APPS = [
@@ -68,6 +74,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "pipeline_project.lib.middleware.QueryStringMiddleware",
+    "pipeline_project.lib.middleware.ChunkedBodyMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -173,6 +181,7 @@ JOB_MAX_FILES = env_int("JOB_MAX_FILES", 100, minimum=1)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 FILE_UPLOAD_TEMP_DIR = env_str("FILE_UPLOAD_TEMP_DIR") or None
 DATA_UPLOAD_MAX_MEMORY_SIZE = env_bytes("REQUEST_MAX_BODY_SIZE", 2 * 1024 * 1024)  # non-file request bodies
+REQUEST_MAX_QUERY_LENGTH = env_int("REQUEST_MAX_QUERY_LENGTH", 4096, minimum=1)  # /api/ query strings (414 beyond)
 # Networks user-supplied URLs may reach although private (e.g. an internal document server).
 SSRF_ALLOWED_NETWORKS = env_list("SSRF_ALLOWED_NETWORKS", [])
 for _network in SSRF_ALLOWED_NETWORKS:
@@ -230,6 +239,9 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_PAGINATION_CLASS": "pipeline_project.lib.pagination.PagePagination",
     "DEFAULT_SCHEMA_CLASS": "pipeline_project.lib.schema.AutoSchema",
+    "DEFAULT_METADATA_CLASS": "pipeline_project.lib.permissions.AllowedMethodsMetadata",
+    "DEFAULT_CONTENT_NEGOTIATION_CLASS": "pipeline_project.lib.renderers.LenientContentNegotiation",
+    "URL_FORMAT_OVERRIDE": None,  # no ?format=: one representation per endpoint
     "EXCEPTION_HANDLER": "pipeline_project.lib.errors.exception_handler",
     "UNAUTHENTICATED_USER": None,
     "NUM_PROXIES": env_int("NUM_PROXIES", 0),
@@ -252,6 +264,10 @@ SPECTACULAR_SETTINGS = {
         "JobStatusEnum": "jobs.models.JobStatus",
         "FileStatusEnum": "jobs.models.FileStatus",
         "ApiKeyStatusEnum": ["active", "expired", "revoked"],
+        "SourceTypeEnum": "jobs.models.SourceType",
+        "UrlSourceTypeEnum": ["url"],
+        "TextSourceTypeEnum": ["text"],
+        "UploadSourceTypeEnum": ["upload"],
     },
     "SERVE_AUTHENTICATION": [],
     "SERVE_PERMISSIONS": ["rest_framework.permissions.AllowAny"],
@@ -259,6 +275,10 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
     "SWAGGER_UI_SETTINGS": {"persistAuthorization": True},
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "pipelines.api.schema.add_config_components",
+    ],
 }
 
 # --- Internationalisation -----------------------------------------------------

@@ -2,21 +2,17 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from accounts import admin_login
 from pipeline_project import health
-
-api_v1 = [
-    path("auth/", include("accounts.api.urls")),
-    path("", include("pipelines.api.urls")),
-    path("", include("jobs.api.urls")),
-]
 
 urlpatterns = [
     path("health", health.liveness, name="health"),
     path("health/ready", health.readiness, name="health-ready"),
-    path("api/v1/", include(api_v1)),
+    path("api/v1/", include("pipeline_project.api_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
+    path("admin/login/", admin_login.login),  # throttled like the API login (accounts/admin_login.py)
     path("admin/", admin.site.urls),
 ]
 

@@ -10,13 +10,14 @@ DEFAULT_NAME = "default"
 
 
 def pipeline_create(*, organization: Organization, name: str, config: dict, description: str = "",
-                    created_by: User | None = None) -> Pipeline:  # fmt: skip
+                    is_active: bool = True, created_by: User | None = None) -> Pipeline:  # fmt: skip
     """A new pipeline at version 1 (``config`` already validated). 409 if the name is taken."""
     try:
         with transaction.atomic():
             pipeline = Pipeline.objects.create(
-                organization=organization, name=name, description=description, config=config, created_by=created_by
-            )
+                organization=organization, name=name, description=description, config=config,
+                is_active=is_active, created_by=created_by,
+            )  # fmt: skip
             PipelineVersion.objects.create(pipeline=pipeline, version=1, config=config, created_by=created_by)
     except IntegrityError:
         raise ConflictError(f"A pipeline named {name!r} exists already.", code="name_taken",

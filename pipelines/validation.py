@@ -1,8 +1,10 @@
-"""Validating a pipeline config against the stage registry.
+"""Validating a pipeline config against the stage registry, and its JSON Schema.
 
 A config is ``{"stages": [{"name": "<stage>", "params": {...}, "retry": {...}}, ...]}``.
 Errors come back keyed by the path of the bad field (``config.stages[1].params.max_pages``),
-ready for a 400 response.
+ready for a 400 response. Everything the validation checks is in the published schema
+(``config_schema_components``): the order rules are not errors but resolved by ``normalized``
+(``fetch`` runs first; a stage's prerequisites are added before it when missing).
 """
 
 from jsonschema import Draft202012Validator
@@ -19,6 +21,7 @@ RETRY_SCHEMA = {
     },
 }
 _STAGE_KEYS = {"name", "params", "retry"}
+MAX_STAGES = 50
 
 
 def validate_config(config) -> dict[str, list[str]]:
@@ -29,10 +32,9 @@ def validate_config(config) -> dict[str, list[str]]:
     for key in sorted(set(config) - {"stages"}):
         errors.setdefault(f"config.{key}", []).append("Unknown field.")
     stages = config.get("stages")
-    if not isinstance(stages, list) or not stages:
-        errors["config.stages"] = ["Must be a non-empty list of stages."]
+    if not isinstance(stages, list) or not 1 <= len(stages) <= MAX_STAGES:
+        errors["config.stages"] = [f"Must be a list of 1 to {MAX_STAGES} stages."]
         return errors
-    seen: list[str] = []
     for index, entry in enumerate(stages):
         path = f"config.stages[{index}]"
         if not isinstance(entry, dict):
@@ -45,14 +47,8 @@ def validate_config(config) -> dict[str, list[str]]:
         if stage is None:
             errors[f"{path}.name"] = [f"Unknown stage {name!r}; known stages: {', '.join(sorted(REGISTRY))}."]
             continue
-        if name == "fetch" and index != 0:
-            errors[f"{path}.name"] = ["fetch must be the first stage."]
-        missing = [need for need in stage.needs if need not in seen]
-        if missing:
-            errors[f"{path}.name"] = [f"'{name}' needs {', '.join(missing)} earlier in the pipeline."]
         _check(stage.params_schema, entry.get("params", {}), f"{path}.params", errors)
         _check(RETRY_SCHEMA, entry.get("retry", {}), f"{path}.retry", errors)
-        seen.append(name)
     return errors
 
 
@@ -67,8 +63,25 @@ def _check(schema: dict, value, path: str, errors: dict) -> None:
 
 
 def normalized(config: dict) -> dict:
-    """A valid config with every default filled in: what a job actually runs."""
-    return {"stages": [stage_spec(entry["name"], entry) for entry in config["stages"]]}
+    """A valid config as a job runs it: ``fetch`` (its first mention) first, every stage
+    preceded by the stages it needs (added with their defaults when missing), every default
+    filled in."""
+    entries = config["stages"]
+    fetch = next((entry for entry in entries if entry["name"] == "fetch"), None)
+    stages = [stage_spec("fetch", fetch)] if fetch is not None else []
+    present: set[str] = set()
+    for entry in entries:
+        if entry["name"] != "fetch":
+            _append_with_needs(entry["name"], entry, stages, present)
+    return {"stages": stages}
+
+
+def _append_with_needs(name: str, entry: dict | None, stages: list[dict], present: set[str]) -> None:
+    for need in REGISTRY[name].needs:
+        if need not in present:
+            _append_with_needs(need, None, stages, present)
+    stages.append(stage_spec(name, entry))
+    present.add(name)
 
 
 def stage_spec(name: str, entry: dict | None = None) -> dict:
@@ -80,3 +93,45 @@ def stage_spec(name: str, entry: dict | None = None) -> dict:
         "params": {**REGISTRY[name].defaults(), **entry.get("params", {})},
         "retry": {**retry_defaults, **entry.get("retry", {})},
     }
+
+
+def _component_name(stage_name: str) -> str:
+    return "".join(part.title() for part in stage_name.split("_")) + "Stage"
+
+
+def config_schema_components() -> dict[str, dict]:
+    """OpenAPI components for a config: ``PipelineConfig``, ``PipelineStage`` (one of the
+    registered stages, by ``name``), one ``<Name>Stage`` per stage with its parameters'
+    schema, and ``StageRetry``. Built from the registry, so a new stage is published as-is."""
+    ref = "#/components/schemas/{}".format
+    components = {"StageRetry": RETRY_SCHEMA}
+    mapping = {}
+    for name, stage in sorted(REGISTRY.items()):
+        component = _component_name(name)
+        mapping[name] = ref(component)
+        components[component] = {
+            "type": "object",
+            "description": stage.description,
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {
+                "name": {"type": "string", "enum": [name]},
+                "params": stage.params_schema,
+                "retry": {"$ref": ref("StageRetry")},
+            },
+        }
+    components["PipelineStage"] = {
+        "oneOf": [{"$ref": target} for target in mapping.values()],
+        "discriminator": {"propertyName": "name", "mapping": mapping},
+    }
+    components["PipelineConfig"] = {
+        "type": "object",
+        "description": "The stages to run, in order. `fetch` always runs first; a stage's prerequisites "
+        "(`needs` in GET /pipelines/stages) are added before it when missing.",
+        "required": ["stages"],
+        "additionalProperties": False,
+        "properties": {
+            "stages": {"type": "array", "minItems": 1, "maxItems": MAX_STAGES, "items": {"$ref": ref("PipelineStage")}}
+        },
+    }
+    return components

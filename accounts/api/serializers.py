@@ -3,11 +3,12 @@ from rest_framework import serializers
 
 from accounts.models import ApiKey, Organization, User
 from accounts.roles import ALL_PERMISSIONS, Role
+from pipeline_project.lib import fields
 
 
 class LoginSerializer(serializers.Serializer):
-    username = serializers.CharField()
-    password = serializers.CharField(style={"input_type": "password"}, trim_whitespace=False)
+    username = fields.CharField(max_length=150)
+    password = fields.CharField(max_length=4096, style={"input_type": "password"}, trim_whitespace=False)
 
 
 class TokenPairSerializer(serializers.Serializer):
@@ -18,7 +19,7 @@ class TokenPairSerializer(serializers.Serializer):
 
 
 class RefreshSerializer(serializers.Serializer):
-    refresh = serializers.CharField()
+    refresh = fields.CharField(max_length=4096, trim_whitespace=False)
 
 
 class UserSerializer(serializers.ModelSerializer):
@@ -78,14 +79,14 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
 
 
 class ApiKeyCreateSerializer(serializers.Serializer):
-    name = serializers.CharField(max_length=100)
+    name = fields.NameField(max_length=100)
     scopes = serializers.ListField(
-        child=serializers.ChoiceField(choices=ALL_PERMISSIONS),
+        child=fields.ChoiceField(choices=ALL_PERMISSIONS),
         required=False,
-        allow_empty=False,
+        min_length=1,
         help_text="Permissions for the key; a subset of yours. Default: all of yours.",
     )
-    expires_at = serializers.DateTimeField(required=False, allow_null=True)
+    expires_at = fields.DateTimeField(required=False, allow_null=True, help_text="Future; none: never expires.")
 
     def validate_expires_at(self, value):
         if value is not None and value <= timezone.now():

@@ -22,7 +22,10 @@ from accounts.api.serializers import (
     TokenPairSerializer,
 )
 from accounts.models import ApiKey
+from pipeline_project.lib.schema import errors
 from pipeline_project.lib.throttling import AnonRateThrottle, LoginRateThrottle
+
+INVALID_REFRESH = "The refresh token is invalid, expired or already used (`token_not_valid`)."
 
 
 def _token_response(tokens: dict) -> Response:
@@ -64,7 +67,10 @@ class LoginView(_TokenView):
         tags=["auth"],
         summary="Log in with username and password",
         request=LoginSerializer,
-        responses={200: TokenPairSerializer},
+        responses={
+            200: TokenPairSerializer,
+            **errors(unauthorized="Wrong username or password (`authentication_failed`)."),
+        },
         examples=[OpenApiExample("Login", value={"username": "alice", "password": "s3cret-pass"}, request_only=True)],
     )
     def post(self, request):
@@ -80,7 +86,7 @@ class RefreshView(_TokenView):
         summary="Exchange a refresh token for a new access and refresh token",
         description="Refresh tokens rotate: the one sent is blacklisted and cannot be used again.",
         request=RefreshSerializer,
-        responses={200: TokenPairSerializer},
+        responses={200: TokenPairSerializer, **errors(unauthorized=INVALID_REFRESH)},
     )
     def post(self, request):
         RefreshSerializer(data=request.data).is_valid(raise_exception=True)
@@ -95,7 +101,7 @@ class LogoutView(_TokenView):
         summary="Log out: blacklist a refresh token",
         description="Access tokens already issued stay valid until they expire (JWT_ACCESS_TTL).",
         request=RefreshSerializer,
-        responses={204: None},
+        responses={204: None, **errors(unauthorized=INVALID_REFRESH)},
     )
     def post(self, request):
         RefreshSerializer(data=request.data).is_valid(raise_exception=True)
@@ -175,7 +181,11 @@ class ApiKeyViewSet(
     def retrieve(self, request, *args, **kwargs):
         return super().retrieve(request, *args, **kwargs)
 
-    @extend_schema(summary="Revoke an API key", description="Idempotent; the key answers 401 from now on.")
+    @extend_schema(
+        summary="Revoke an API key",
+        description="Idempotent; the key answers 401 from the next request on. A key may revoke itself (a "
+        "leaked key's last act): the revoking request still succeeds, nothing after it does.",
+    )
     def destroy(self, request, *args, **kwargs):
         services.api_key_revoke(api_key=self.get_object())
         return Response(status=status.HTTP_204_NO_CONTENT)

@@ -1,4 +1,6 @@
 import django_filters as filters
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import serializers
 
 from jobs.api.serializers import PRIORITY_VALUES
@@ -8,34 +10,46 @@ from jobs.selectors import job_search
 SORT_FIELDS = ("created_at", "updated_at", "priority", "status", "file_name")
 
 
+class ChoiceInFilter(filters.BaseInFilter, filters.ChoiceFilter):
+    """Comma-separated choices: ``?status=failed,cancelled``."""
+
+
+@extend_schema_field({"type": "string", "enum": list(PRIORITY_VALUES)})
+class PriorityFilter(filters.ChoiceFilter):
+    """By name (``high``, ``normal``, ``low``); stored as a number so that sorting puts high first."""
+
+    def __init__(self, **kwargs):
+        super().__init__(choices=[(name, name) for name in PRIORITY_VALUES], **kwargs)
+
+    def filter(self, queryset, value):
+        return queryset.filter(priority=PRIORITY_VALUES[value]) if value else queryset
+
+
 class JobFilter(filters.FilterSet):
-    status = filters.CharFilter(
-        method="filter_status", help_text="One or more statuses: `?status=failed,cancelled` or repeated."
+    status = ChoiceInFilter(
+        choices=JobStatus.choices, lookup_expr="in", help_text="One or more statuses, comma-separated."
     )
     source_type = filters.ChoiceFilter(choices=SourceType.choices)
-    priority = filters.ChoiceFilter(choices=[(name, name) for name in PRIORITY_VALUES], method="filter_priority")
+    priority = PriorityFilter()
     pipeline = filters.UUIDFilter(field_name="pipeline_id")
     created_after = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="gte")
     created_before = filters.IsoDateTimeFilter(field_name="created_at", lookup_expr="lt")
-    search = filters.CharFilter(method="filter_search", help_text="File name, id prefix or metadata text.")
+    search = filters.CharFilter(
+        method="filter_search", max_length=200, help_text="File name, id prefix or metadata text."
+    )
 
     class Meta:
         model = Job
         fields = ["status", "source_type", "priority", "pipeline", "created_after", "created_before", "search"]
 
-    def filter_status(self, queryset, name, value):
-        statuses = {s.strip() for raw in self.request.query_params.getlist("status") for s in raw.split(",")}
-        statuses.discard("")
-        unknown = sorted(statuses - set(JobStatus.values))
-        if unknown:
-            raise serializers.ValidationError({"status": [f"Unknown status: {', '.join(unknown)}."]})
-        return queryset.filter(status__in=statuses) if statuses else queryset
-
-    def filter_priority(self, queryset, name, value):
-        return queryset.filter(priority=PRIORITY_VALUES[value])
-
     def filter_search(self, queryset, name, value):
         return job_search(queryset, value) if value.strip() else queryset
+
+
+SORT_PARAMETERS = [
+    OpenApiParameter("sort_by", OpenApiTypes.STR, enum=SORT_FIELDS, description="Default created_at."),
+    OpenApiParameter("sort_order", OpenApiTypes.STR, enum=["asc", "desc"], description="Default desc."),
+]
 
 
 def job_ordering(query_params) -> tuple[str, str]:

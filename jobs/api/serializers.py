@@ -1,13 +1,16 @@
-import json
+import re
 
+from drf_spectacular.utils import OpenApiRequest, PolymorphicProxySerializer
 from rest_framework import serializers
 
 from jobs.models import Job, JobEvent, JobFile, JobStatus, Priority, SourceType
+from pipeline_project.lib import fields
 from pipeline_project.lib.ssrf import UnsafeURL, check_url
 
 METADATA_MAX_BYTES = 16 * 1024
 PRIORITY_NAMES = {value: label for value, label in Priority.choices}
 PRIORITY_VALUES = {label: value for value, label in Priority.choices}
+IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,255}$")  # visible ASCII: it is stored and compared as sent
 
 
 def check_public_url(value: str) -> str:
@@ -18,15 +21,18 @@ def check_public_url(value: str) -> str:
     return value
 
 
-def check_metadata(value):
-    if not isinstance(value, dict):
-        raise serializers.ValidationError("Must be a JSON object.")
-    if len(json.dumps(value, separators=(",", ":")).encode()) > METADATA_MAX_BYTES:
-        raise serializers.ValidationError(f"Must be at most {METADATA_MAX_BYTES // 1024} KB as JSON.")
-    return value
+def idempotency_key(request) -> str | None:
+    """The ``Idempotency-Key`` header: None when absent, 400 when malformed."""
+    key = request.headers.get("Idempotency-Key")
+    if key is None:
+        return None
+    if not IDEMPOTENCY_KEY.match(key):
+        message = "Must be 1 to 255 visible ASCII characters."
+        raise serializers.ValidationError({"Idempotency-Key": [message]})
+    return key
 
 
-class PriorityField(serializers.ChoiceField):
+class PriorityField(fields.ChoiceField):
     def __init__(self, **kwargs):
         super().__init__(choices=list(PRIORITY_VALUES), **kwargs)
 
@@ -41,56 +47,82 @@ class PriorityField(serializers.ChoiceField):
         return PRIORITY_VALUES.get(value, value)
 
 
+def metadata_field(**kwargs) -> fields.JSONObjectField:
+    return fields.JSONObjectField(
+        max_bytes=METADATA_MAX_BYTES, help_text="Your own key/values (a JSON object, at most 16 KB).", **kwargs
+    )
+
+
 class JobOptionsSerializer(serializers.Serializer):
     """What a job runs with; shared by creation, upload and retry overrides."""
 
-    pipeline_id = serializers.UUIDField(
+    pipeline_id = fields.UUIDField(
         required=False, allow_null=True, help_text="An active pipeline of your organization; its current version runs."
     )
-    mode = serializers.RegexField(r"^[a-z0-9_-]{1,32}$", required=False, default="standard")
+    mode = fields.RegexField(r"^[a-z0-9_-]{1,32}$", required=False, default="standard")
     priority = PriorityField(required=False, default="normal")
-    metadata = serializers.JSONField(required=False, default=dict, validators=[check_metadata])
+    metadata = metadata_field(required=False, default=dict)
 
 
-class JobCreateSerializer(JobOptionsSerializer):
-    source_type = serializers.ChoiceField(choices=SourceType.choices)
-    source_uri = serializers.CharField(
-        required=False, allow_blank=True, max_length=2000, help_text="For `url` sources: http(s), public hosts only."
-    )
-    text = serializers.CharField(
-        required=False, trim_whitespace=False, help_text="For `text` sources: the document itself."
-    )
-    file_name = serializers.CharField(required=False, allow_blank=True, max_length=255, default="")
-    file_size = serializers.IntegerField(required=False, allow_null=True, min_value=0)
-    mime_type = serializers.CharField(required=False, allow_blank=True, max_length=127, default="")
-    webhook_url = serializers.URLField(
+class _JobSourceSerializer(JobOptionsSerializer):
+    """Fields every kind of job source has; the subclasses add their own."""
+
+    file_name = fields.CharField(required=False, allow_blank=True, max_length=255, default="")
+    file_size = fields.IntegerField(required=False, allow_null=True, min_value=0)
+    mime_type = fields.CharField(required=False, allow_blank=True, max_length=127, default="")
+    webhook_url = fields.URLField(
         required=False, allow_blank=True, max_length=2000, default="", validators=[check_public_url]
     )
-    start = serializers.BooleanField(
-        required=False, default=True, help_text="false creates a draft to add files to; start it later."
+
+
+class UrlJobCreateSerializer(_JobSourceSerializer):
+    source_type = fields.ChoiceField(choices=[SourceType.URL])
+    source_uri = fields.URLField(
+        max_length=2000, validators=[check_public_url], help_text="http(s), public hosts only; fetched by the worker."
+    )
+    start = fields.BooleanField(required=False, default=True, help_text="false creates a draft; start it later.")
+
+
+class TextJobCreateSerializer(_JobSourceSerializer):
+    source_type = fields.ChoiceField(choices=[SourceType.TEXT])
+    text = fields.CharField(trim_whitespace=False, help_text="The document itself.")
+    start = fields.BooleanField(required=False, default=True, help_text="false creates a draft; start it later.")
+
+
+class UploadJobCreateSerializer(_JobSourceSerializer):
+    source_type = fields.ChoiceField(choices=[SourceType.UPLOAD])
+    start = fields.BooleanField(
+        required=False, default=False, help_text="Always false: add files (POST /jobs/{id}/files), then start."
     )
 
-    def validate(self, attrs):
-        source_type, errors = attrs["source_type"], {}
-        if source_type == SourceType.URL:
-            if not attrs.get("source_uri"):
-                errors["source_uri"] = ["Required for url sources."]
-            else:
-                try:
-                    check_url(attrs["source_uri"])
-                except UnsafeURL as exc:
-                    errors["source_uri"] = [str(exc)]
-        elif attrs.get("source_uri"):
-            errors["source_uri"] = [f"Only url sources have a source_uri (this is {source_type})."]
-        if source_type == SourceType.TEXT and not attrs.get("text"):
-            errors["text"] = ["Required for text sources."]
-        elif source_type != SourceType.TEXT and "text" in attrs:
-            errors["text"] = ["Only text sources have text."]
-        if source_type == SourceType.UPLOAD and attrs["start"]:
-            errors["start"] = ["Upload jobs start as drafts (start=false): add files, then start. Or use /upload."]
-        if errors:
-            raise serializers.ValidationError(errors)
-        return attrs
+    def validate_start(self, value):
+        if value:
+            raise serializers.ValidationError("Upload jobs start as drafts: add files, then start. Or use /upload.")
+        return value
+
+
+SOURCE_SERIALIZERS = {
+    SourceType.URL: UrlJobCreateSerializer,
+    SourceType.TEXT: TextJobCreateSerializer,
+    SourceType.UPLOAD: UploadJobCreateSerializer,
+}
+JOB_CREATE_REQUEST = PolymorphicProxySerializer(
+    component_name="JobCreateRequest",
+    serializers={str(kind): serializer for kind, serializer in SOURCE_SERIALIZERS.items()},
+    resource_type_field_name="source_type",
+)
+
+
+class JobCreateSerializer(serializers.Serializer):
+    """Validates a creation request with the serializer of its ``source_type`` (the schema's oneOf)."""
+
+    source_type = fields.ChoiceField(choices=SourceType.choices)
+
+    def to_internal_value(self, data):
+        source_type = super().to_internal_value(data)["source_type"]
+        serializer = SOURCE_SERIALIZERS[source_type](data=data)
+        serializer.is_valid(raise_exception=True)
+        return serializer.validated_data
 
 
 class RetrySerializer(serializers.Serializer):
@@ -101,7 +133,7 @@ class RetrySerializer(serializers.Serializer):
 
 
 class CancelSerializer(serializers.Serializer):
-    confirm_token = serializers.CharField(required=False, help_text="From the first call; omit to get one.")
+    confirm_token = fields.CharField(required=False, help_text="From the first call; omit to get one.")
 
 
 class CancelConfirmationSerializer(serializers.Serializer):
@@ -133,6 +165,12 @@ class JobLinksSerializer(serializers.Serializer):
     retry = serializers.URLField()
 
 
+class PipelineRefSerializer(serializers.Serializer):
+    id = serializers.UUIDField()
+    name = serializers.CharField()
+    version = serializers.IntegerField()
+
+
 class JobSerializer(serializers.Serializer):
     """A job in JSON (DESIGN.md). Built by hand in ``to_representation``: lists render many."""
 
@@ -145,7 +183,7 @@ class JobSerializer(serializers.Serializer):
     mime_type = serializers.CharField()
     mode = serializers.CharField()
     priority = serializers.ChoiceField(choices=list(PRIORITY_VALUES))
-    pipeline = serializers.DictField(allow_null=True, help_text="{id, name, version} of the pipeline run.")
+    pipeline = PipelineRefSerializer(allow_null=True, help_text="The pipeline and version the job runs.")
     metadata = serializers.DictField()
     webhook_url = serializers.CharField()
     progress = ProgressSerializer()
@@ -235,24 +273,35 @@ class JobEventSerializer(serializers.ModelSerializer):
 
 
 class UploadOptionsSerializer(JobOptionsSerializer):
-    metadata = serializers.JSONField(required=False, default=dict, binary=True, validators=[check_metadata])
-    detect = serializers.BooleanField(
+    detect = fields.BooleanField(
         required=False, default=False, help_text="Record the detected type and encoding on each file now."
     )
 
 
-class UploadRequestSerializer(UploadOptionsSerializer):
+class UploadSerializer(UploadOptionsSerializer):
     """For the schema: the multipart form."""
 
-    files = serializers.ListField(child=serializers.FileField(), help_text="One or more files (one job each).")
+    files = serializers.ListField(
+        child=serializers.FileField(), min_length=1, help_text="One or more files (one job each)."
+    )
+
+
+UPLOAD_REQUEST = {
+    "multipart/form-data": OpenApiRequest(UploadSerializer, encoding={"metadata": {"contentType": "application/json"}})
+}
 
 
 class UploadResponseSerializer(serializers.Serializer):
     jobs = JobSerializer(many=True)
 
 
-class FilesRequestSerializer(serializers.Serializer):
-    files = serializers.ListField(child=serializers.FileField())
+class AddFilesSerializer(serializers.Serializer):
+    """For the schema: the multipart form."""
+
+    files = serializers.ListField(child=serializers.FileField(), min_length=1)
+
+
+ADD_FILES_REQUEST = {"multipart/form-data": AddFilesSerializer}
 
 
 class FilesResponseSerializer(serializers.Serializer):

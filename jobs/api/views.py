@@ -1,23 +1,23 @@
 from django.conf import settings
-from django.core.files.storage import default_storage
-from django.http import FileResponse, HttpResponse, HttpResponseRedirect
+from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
 from rest_framework.generics import get_object_or_404
 from rest_framework.parsers import MultiPartParser
-from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts import roles
 from jobs import confirmation, selectors, services
-from jobs.api.filters import SORT_FIELDS, JobFilter, job_ordering
+from jobs.api.filters import SORT_PARAMETERS, JobFilter, job_ordering
 from jobs.api.serializers import (
+    ADD_FILES_REQUEST,
+    JOB_CREATE_REQUEST,
+    UPLOAD_REQUEST,
     CancelConfirmationSerializer,
     CancelSerializer,
-    FilesRequestSerializer,
     FilesResponseSerializer,
     JobCreateSerializer,
     JobDetailSerializer,
@@ -28,28 +28,26 @@ from jobs.api.serializers import (
     QueueHealthSerializer,
     RetrySerializer,
     UploadOptionsSerializer,
-    UploadRequestSerializer,
     UploadResponseSerializer,
+    idempotency_key,
 )
-from jobs.models import Job, JobResult, JobStatus
-from jobs.uploads import Upload, inspect, use_limited_upload_handler
-from pipeline_project.lib.errors import ApplicationError, InvalidStateError, NotFoundError
-from pipeline_project.lib.pagination import CursorPagination, PagePagination
-from pipeline_project.lib.renderers import PlainTextRenderer
-from pipelines.selectors import pipeline_for_job
-from pipelines.services import default_pipeline_version
+from jobs.api.uploads import received_files
+from jobs.models import Job
+from pipeline_project.lib.errors import ApplicationError
+from pipeline_project.lib.pagination import CursorPagination, PageOrCursorPagination, PagePagination
+from pipeline_project.lib.schema import errors
+from pipeline_project.lib.storage import stored_text_response
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    OpenApiTypes.STR,
+    {"type": "string", "pattern": r"^[!-~]{1,255}$"},
     OpenApiParameter.HEADER,
-    description="Same key and body within 24 h return the same job (200); another body is a 409.",
+    description="1-255 visible ASCII characters. Same key and body within 24 h return the same job (200); "
+    "another body is a 409 `idempotency_key_reused`.",
 )
-LIST_PARAMETERS = [
-    OpenApiParameter("sort_by", OpenApiTypes.STR, enum=SORT_FIELDS, description="Default created_at."),
-    OpenApiParameter("sort_order", OpenApiTypes.STR, enum=["asc", "desc"], description="Default desc."),
-    OpenApiParameter("cursor", OpenApiTypes.STR, description="Cursor pagination (no total): empty, then next_cursor."),
-]
+NOT_CANCELLABLE = "`invalid_state`: the job is finished or already being cancelled."
+NOT_A_DRAFT = "`invalid_state`: the job is not a draft any more."
+NO_RESULT = "`not_found`; `job_not_completed` until the job completes; `result_expired` after RESULT_RETENTION."
 
 
 @extend_schema(tags=["jobs"])
@@ -74,6 +72,7 @@ class JobViewSet(viewsets.GenericViewSet):
     queryset = Job.objects.none()  # for the schema; requests use the selectors
     serializer_class = JobSerializer
     filterset_class = JobFilter
+    pagination_class = PageOrCursorPagination
 
     def get_queryset(self):
         if getattr(self, "swagger_fake_view", False):
@@ -83,17 +82,10 @@ class JobViewSet(viewsets.GenericViewSet):
         return selectors.job_queryset(principal=self.request.auth)
 
     @property
-    def paginator(self):
-        if not hasattr(self, "_paginator"):
-            deep = self.action == "events" or "cursor" in self.request.query_params
-            self._paginator = CursorPagination() if deep else PagePagination()
-        return self._paginator
-
-    @property
     def cursor_ordering(self):
         return ("id",) if self.action == "events" else job_ordering(self.request.query_params)
 
-    @extend_schema(summary="List jobs", parameters=LIST_PARAMETERS)
+    @extend_schema(summary="List jobs", parameters=SORT_PARAMETERS)
     def list(self, request):
         jobs = self.filter_queryset(self.get_queryset()).order_by(*job_ordering(request.query_params))
         page = self.paginate_queryset(jobs)
@@ -103,8 +95,12 @@ class JobViewSet(viewsets.GenericViewSet):
         summary="Create a job",
         description="A `url` job fetches its document in the worker; a `text` job carries it inline; an `upload` "
         "job starts as a draft to add files to (or use POST /upload). Queued jobs are enqueued on RQ after commit.",
-        request=JobCreateSerializer,
-        responses={201: JobSerializer, 200: JobSerializer},
+        request=JOB_CREATE_REQUEST,
+        responses={
+            201: JobSerializer,
+            200: JobSerializer,
+            **errors(conflict="`idempotency_key_reused`: the Idempotency-Key came with another request."),
+        },
         parameters=[IDEMPOTENCY_HEADER],
         examples=[
             OpenApiExample(
@@ -123,16 +119,12 @@ class JobViewSet(viewsets.GenericViewSet):
     def create(self, request):
         serializer = JobCreateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        key = request.headers.get("Idempotency-Key", "").strip()
-        if len(key) > 255:
-            raise ApplicationError("Idempotency-Key is at most 255 characters.", code="invalid")
-        data = dict(serializer.validated_data)
-        fingerprint = services.request_hash(data) if key else ""
+        key = idempotency_key(request)
+        data = serializer.validated_data
         job, created = services.job_create(
             principal=request.auth,
-            idempotency_key=key or None,
-            fingerprint=fingerprint,
-            pipeline_version=_pipeline_version(request, data.pop("pipeline_id", None)),
+            idempotency_key=key,
+            fingerprint=services.request_hash(data) if key else "",
             **data,
         )
         return Response(
@@ -144,7 +136,11 @@ class JobViewSet(viewsets.GenericViewSet):
     def retrieve(self, request, pk=None):
         return Response(JobDetailSerializer(self.get_object(), context={"request": request}).data)
 
-    @extend_schema(summary="Cancel a job (one step)", description="Like POST /cancel without the confirmation.")
+    @extend_schema(
+        summary="Cancel a job (one step)",
+        description="Like POST /cancel without the confirmation. Jobs are never deleted through the API.",
+        responses={204: None, **errors(conflict=NOT_CANCELLABLE)},
+    )
     def destroy(self, request, pk=None):
         services.job_cancel(job=self.get_object(), actor=request.auth.actor)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -155,7 +151,7 @@ class JobViewSet(viewsets.GenericViewSet):
         "cancelling loses. With it: cancels; a queued or draft job becomes cancelled, a processing one cancelling "
         "(its worker stops it).",
         request=CancelSerializer,
-        responses={200: JobSerializer, 202: CancelConfirmationSerializer},
+        responses={200: JobSerializer, 202: CancelConfirmationSerializer, **errors(conflict=NOT_CANCELLABLE)},
     )
     @action(detail=True, methods=["post"])
     def cancel(self, request, pk=None):
@@ -172,13 +168,12 @@ class JobViewSet(viewsets.GenericViewSet):
         return Response(JobSerializer(job, context={"request": request}).data)
 
     def _cancel_confirmation(self, job: Job, actor: str) -> dict:
-        if not job.can_cancel():
-            raise InvalidStateError(f"A {job.status} job cannot be cancelled.", details={"status": job.status})
+        will_lose = selectors.job_cancel_preview(job=job)  # 409 if the job cannot be cancelled
         return {
             "confirm_token": confirmation.cancel_token(job_id=job.id, actor=actor),
             "expires_in": confirmation.CANCEL_TOKEN_MAX_AGE,
             "message": f"Send this token back within {confirmation.CANCEL_TOKEN_MAX_AGE} s to cancel the job.",
-            "will_lose": selectors.job_cancel_preview(job=job),
+            "will_lose": will_lose,
         }
 
     @extend_schema(
@@ -186,33 +181,44 @@ class JobViewSet(viewsets.GenericViewSet):
         description="Creates a new queued job with the same source, files and configuration, optionally "
         "overriding priority, mode and metadata. Both jobs link to each other.",
         request=RetrySerializer,
-        responses={201: JobSerializer},
+        responses={201: JobSerializer, **errors(conflict="`invalid_state`: only failed or cancelled jobs.")},
     )
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
         serializer = RetrySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
-        overrides = dict(serializer.validated_data.get("updated_config", {}))
-        if "pipeline_id" in overrides:
-            overrides["pipeline_version"] = _pipeline_version(request, overrides.pop("pipeline_id"), "updated_config")
+        overrides = serializer.validated_data.get("updated_config", {})
         job = services.job_retry(job=self.get_object(), principal=request.auth, overrides=overrides)
         return Response(JobSerializer(job, context={"request": request}).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Start a draft job", request=None, responses=JobSerializer)
+    @extend_schema(
+        summary="Start a draft job",
+        request=None,
+        responses={
+            200: JobSerializer,
+            **errors(conflict=f"{NOT_A_DRAFT} `no_files`: an upload draft needs a file first."),
+        },
+    )
     @action(detail=True, methods=["post"])
     def start(self, request, pk=None):
         job = services.job_start(job=self.get_object(), actor=request.auth.actor)
         return Response(JobSerializer(job, context={"request": request}).data)
 
     @extend_schema(summary="The job's timeline", responses=JobEventSerializer(many=True))
-    @action(detail=True, methods=["get"])
+    @action(detail=True, methods=["get"], pagination_class=CursorPagination, filter_backends=[])
     def events(self, request, pk=None):
         events = selectors.job_events(job=self.get_object())
         page = self.paginate_queryset(events)
         return self.get_paginated_response(JobEventSerializer(page, many=True).data)
 
     @extend_schema(summary="List a job's files", responses=JobFileSerializer(many=True))
-    @action(detail=True, methods=["get"], parser_classes=[MultiPartParser])  # the POST (add_files) is multipart
+    @action(  # the POST (add_files) is multipart
+        detail=True,
+        methods=["get"],
+        parser_classes=[MultiPartParser],
+        filter_backends=[],
+        pagination_class=PagePagination,
+    )
     def files(self, request, pk=None):
         page = self.paginate_queryset(selectors.job_files(job=self.get_object()))
         return self.get_paginated_response(JobFileSerializer(page, many=True).data)
@@ -221,17 +227,19 @@ class JobViewSet(viewsets.GenericViewSet):
         summary="Add files to a draft job",
         description=f"Multipart, field `files` (repeat it). Drafts only; at most JOB_MAX_FILES (default "
         f"{settings.JOB_MAX_FILES}) per job. Types are checked from the content.",
-        request={"multipart/form-data": FilesRequestSerializer},
-        responses={201: FilesResponseSerializer},
+        request=ADD_FILES_REQUEST,
+        responses={
+            201: FilesResponseSerializer,
+            **errors(conflict=f"{NOT_A_DRAFT} `file_limit`: the job holds JOB_MAX_FILES files."),
+        },
     )
     @files.mapping.post
     def add_files(self, request, pk=None):
         job = self.get_object()
-        uploads = _received_uploads(request, max_files=settings.JOB_MAX_FILES)
-        files = services.job_files_add(job=job, uploads=uploads)
+        files = services.job_files_add(job=job, files=received_files(request, max_files=settings.JOB_MAX_FILES))
         return Response({"files": JobFileSerializer(files, many=True).data}, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Remove a file from a draft job", responses={204: None})
+    @extend_schema(summary="Remove a file from a draft job", responses={204: None, **errors(conflict=NOT_A_DRAFT)})
     @action(detail=True, methods=["delete"], url_path=r"files/(?P<file_id>[^/]+)")
     def delete_file(self, request, pk=None, file_id=None):
         job = self.get_object()
@@ -239,68 +247,26 @@ class JobViewSet(viewsets.GenericViewSet):
         services.job_file_delete(job=job, job_file=job_file)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(summary="The job's result", responses=JobResultSerializer)
+    @extend_schema(summary="The job's result", responses={200: JobResultSerializer, **errors(not_found=NO_RESULT)})
     @action(detail=True, methods=["get"])
     def result(self, request, pk=None):
-        result = self._result()
+        result = selectors.job_result(job=self.get_object())
         return Response(JobResultSerializer(result, context={"request": request}).data)
 
     @extend_schema(
         summary="The extracted text, streamed as text/plain",
-        description="Redirects to a presigned URL when results are stored on S3.",
-        responses={(200, "text/plain"): OpenApiTypes.STR},
+        description="Redirects (302) to a presigned URL when results are stored on S3. Errors are JSON.",
+        responses={(200, "text/plain"): OpenApiTypes.STR, 302: None, **errors(not_found=NO_RESULT)},
     )
-    @action(detail=True, methods=["get"], url_path="result/text", renderer_classes=[JSONRenderer, PlainTextRenderer])
+    @action(detail=True, methods=["get"], url_path="result/text")
     def result_text(self, request, pk=None):
-        result = self._result()
-        if not result.output_uri:
-            return HttpResponse(result.extracted_text, content_type="text/plain; charset=utf-8")
-        if settings.AWS_STORAGE_BUCKET_NAME:
-            return HttpResponseRedirect(default_storage.url(result.output_uri))
-        response = FileResponse(default_storage.open(result.output_uri, "rb"), content_type="text/plain; charset=utf-8")
-        response["Content-Length"] = result.text_size
-        return response
-
-    def _result(self) -> JobResult:
-        job = self.get_object()
-        result = JobResult.objects.filter(job=job).first() if job.status == JobStatus.COMPLETED else None
-        if result is None and job.status == JobStatus.COMPLETED:
-            raise NotFoundError(
-                "The job's result has expired (RESULT_RETENTION) and was deleted; retry the job to produce it again.",
-                code="result_expired",
-            )
-        if result is None:
-            raise NotFoundError(
-                f"The job is {job.status}; its result exists once it is completed.",
-                code="job_not_completed",
-                details={"status": job.status},
-            )
-        return result
+        result = selectors.job_result(job=self.get_object())
+        if result.output_uri:  # a large text, in storage
+            return stored_text_response(result.output_uri, result.text_size)
+        return HttpResponse(result.extracted_text, content_type="text/plain; charset=utf-8")
 
     def get_object(self):
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
-
-
-def _pipeline_version(request, pipeline_id, field: str = "pipeline_id"):
-    """The version to run for ``pipeline_id`` (the organization's default pipeline when None);
-    400 naming ``field`` if the pipeline is not an active one of the caller's organization."""
-    if pipeline_id is None:
-        return default_pipeline_version(organization=request.auth.organization)
-    version = pipeline_for_job(principal=request.auth, pipeline_id=pipeline_id)
-    if version is None:
-        message = "No active pipeline of your organization has this id."
-        raise ApplicationError(message, code="invalid", details={field: [message]})
-    return version
-
-
-def _received_uploads(request, *, max_files: int) -> list[Upload]:
-    """The request's files (field ``files``, or ``file``), streamed, limited and inspected."""
-    use_limited_upload_handler(request, max_files=max_files)
-    received = request.FILES.getlist("files") + request.FILES.getlist("file")
-    if not received:
-        raise ApplicationError("Send one or more files in the field `files`.", code="invalid",
-                               details={"files": ["No file was submitted."]})  # fmt: skip
-    return [inspect(uploaded) for uploaded in received]
 
 
 @extend_schema(tags=["health"])
@@ -328,20 +294,16 @@ class UploadView(APIView):
         "`mode`, `metadata` (JSON text), `detect`. Files stream to storage, never whole into memory. Size "
         "is checked while receiving (413), type from the content (415). All or nothing: any failure leaves no "
         "job and no stored file.",
-        request={"multipart/form-data": UploadRequestSerializer},
+        request=UPLOAD_REQUEST,
         responses={201: UploadResponseSerializer},
     )
     def post(self, request):
-        uploads = _received_uploads(request, max_files=settings.UPLOAD_MAX_FILES)
+        files = received_files(request, max_files=settings.UPLOAD_MAX_FILES)
         options = UploadOptionsSerializer(data=request.data)
         options.is_valid(raise_exception=True)
         data = dict(options.validated_data)
         jobs = services.jobs_from_uploads(
-            principal=request.auth,
-            uploads=uploads,
-            record_detection=data.pop("detect"),
-            pipeline_version=_pipeline_version(request, data.pop("pipeline_id", None)),
-            **data,
+            principal=request.auth, files=files, record_detection=data.pop("detect"), **data
         )
         return Response(
             {"jobs": JobSerializer(jobs, many=True, context={"request": request}).data},

@@ -11,6 +11,7 @@ import base64
 import binascii
 import json
 import math
+from datetime import UTC, datetime
 
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
@@ -22,18 +23,28 @@ from rest_framework.pagination import BasePagination
 from rest_framework.response import Response
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 
+from pipeline_project.lib import json_input
+from pipeline_project.lib.fields import INT64_MAX, INT64_MIN
 
-def _positive_int(request, name: str, default: int) -> int:
+MAX_PAGE = 2**31 - 1  # documented as the maximum: far past any real list, and no OFFSET overflow
+
+
+def _positive_int(request, name: str, default: int, maximum: int | None = None) -> int:
+    """A query parameter of ASCII digits in ``1..maximum``; 400 naming it otherwise."""
     raw = request.query_params.get(name)
     if raw in (None, ""):
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if value < 1:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise serializers.ValidationError({name: ["Must be a positive integer."]})
-    return value
+    if maximum is not None and int(raw) > maximum:
+        raise serializers.ValidationError({name: [f"Must be at most {maximum}."]})
+    return int(raw)
+
+
+def _page_size(request, default: int, maximum: int) -> int:
+    """``page_size`` (or its alias ``limit``), capped at ``maximum``."""
+    size_param = "page_size" if "page_size" in request.query_params else "limit"
+    return min(_positive_int(request, size_param, default), maximum)
 
 
 def count(queryset) -> tuple[int, bool]:
@@ -51,15 +62,27 @@ def count(queryset) -> tuple[int, bool]:
     return max(int(plan[0]["Plan"]["Plan Rows"]), limit + 1), False
 
 
+def _links_schema(*names: str) -> dict:
+    link = {"type": "string", "format": "uri", "nullable": True}
+    return {"type": "object", "required": list(names), "properties": {name: link for name in names}}
+
+
+def _integer_param(name: str, description: str, maximum: int | None = None) -> dict:
+    schema = {"type": "integer", "minimum": 1}
+    if maximum is not None:
+        schema["maximum"] = maximum
+    return {"name": name, "required": False, "in": "query", "description": description, "schema": schema}
+
+
 class PagePagination(BasePagination):
     default_page_size = 20
     max_page_size = 100
+    schema_suffix = "Page"  # component names: JobPage, PipelinePage, ...
 
     def paginate_queryset(self, queryset, request, view=None):
         self.request = request
-        self.page = _positive_int(request, "page", 1)
-        size_param = "page_size" if "page_size" in request.query_params else "limit"
-        self.page_size = min(_positive_int(request, size_param, self.default_page_size), self.max_page_size)
+        self.page = _positive_int(request, "page", 1, MAX_PAGE)
+        self.page_size = _page_size(request, self.default_page_size, self.max_page_size)
         self.total, self.total_exact = count(queryset)
         offset = (self.page - 1) * self.page_size
         return list(queryset[offset : offset + self.page_size])
@@ -91,7 +114,6 @@ class PagePagination(BasePagination):
         )
 
     def get_paginated_response_schema(self, schema):
-        link = {"type": "string", "format": "uri", "nullable": True}
         return {
             "type": "object",
             "required": ["items", "total", "total_exact", "page", "page_size", "links"],
@@ -101,28 +123,17 @@ class PagePagination(BasePagination):
                 "total_exact": {"type": "boolean", "description": "false: total is an estimate (large lists)."},
                 "page": {"type": "integer", "example": 1},
                 "page_size": {"type": "integer", "example": 20},
-                "links": {
-                    "type": "object",
-                    "properties": {name: link for name in ("self", "next", "prev", "first", "last")},
-                },
+                "links": _links_schema("self", "next", "prev", "first", "last"),
             },
         }
 
     def get_schema_operation_parameters(self, view):
-        def param(name, description):
-            return {
-                "name": name,
-                "required": False,
-                "in": "query",
-                "description": description,
-                "schema": {"type": "integer", "minimum": 1},
-            }
+        return [_integer_param("page", "Page number, from 1.", MAX_PAGE), *_size_params(self)]
 
-        return [
-            param("page", "Page number, from 1."),
-            param("page_size", f"Items per page (default {self.default_page_size}, max {self.max_page_size})."),
-            param("limit", "Alias of page_size."),
-        ]
+
+def _size_params(paginator) -> list[dict]:
+    size = f"Items per page (default {paginator.default_page_size}; larger values count as {paginator.max_page_size})."
+    return [_integer_param("page_size", size), _integer_param("limit", "Alias of page_size.")]
 
 
 class CursorPagination(BasePagination):
@@ -135,11 +146,11 @@ class CursorPagination(BasePagination):
 
     default_page_size = PagePagination.default_page_size
     max_page_size = PagePagination.max_page_size
+    schema_suffix = "CursorPage"
 
     def paginate_queryset(self, queryset, request, view=None):
         self.request = request
-        size_param = "page_size" if "page_size" in request.query_params else "limit"
-        self.page_size = min(_positive_int(request, size_param, self.default_page_size), self.max_page_size)
+        self.page_size = _page_size(request, self.default_page_size, self.max_page_size)
         self.ordering = tuple(getattr(view, "cursor_ordering", ("-id",)))
         model = queryset.model
         values = self._decode(request.query_params.get("cursor", ""), model)
@@ -157,12 +168,18 @@ class CursorPagination(BasePagination):
         if not cursor:
             return None
         try:
-            raw = json.loads(base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4)))
+            raw = json_input.loads(base64.urlsafe_b64decode(cursor.encode() + b"=" * (-len(cursor) % 4)))
             fields = [model._meta.get_field(name.lstrip("-")) for name in self.ordering]
             if not isinstance(raw, list) or len(raw) != len(fields):
                 raise ValueError
-            return [field.to_python(value) for field, value in zip(fields, raw, strict=True)]
-        except (ValueError, TypeError, DjangoValidationError, binascii.Error):
+            values = [field.to_python(value) for field, value in zip(fields, raw, strict=True)]
+            for value in values:  # what the database could not compare with: 500s otherwise
+                if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
+                    raise ValueError
+                if isinstance(value, datetime) and (value.tzinfo is None or value.astimezone(UTC) is None):
+                    raise ValueError
+            return values
+        except (ValueError, TypeError, OverflowError, DjangoValidationError, binascii.Error):
             raise serializers.ValidationError({"cursor": ["Invalid cursor."]}) from None
 
     def get_paginated_response(self, data):
@@ -171,28 +188,63 @@ class CursorPagination(BasePagination):
         return Response({"items": data, "next_cursor": self.next_cursor, "links": {"self": url, "next": next_url}})
 
     def get_paginated_response_schema(self, schema):
-        link = {"type": "string", "format": "uri", "nullable": True}
         return {
             "type": "object",
             "required": ["items", "next_cursor", "links"],
             "properties": {
                 "items": schema,
                 "next_cursor": {"type": "string", "nullable": True, "description": "Pass as ?cursor= for more."},
-                "links": {"type": "object", "properties": {"self": link, "next": link}},
+                "links": _links_schema("self", "next"),
             },
         }
 
     def get_schema_operation_parameters(self, view):
-        return [
-            {
-                "name": "cursor",
-                "required": False,
-                "in": "query",
-                "description": "Cursor pagination: empty for the first page, then `next_cursor`.",
-                "schema": {"type": "string"},
-            },
-            *PagePagination().get_schema_operation_parameters(view)[1:],
-        ]
+        cursor = {
+            "name": "cursor",
+            "required": False,
+            "in": "query",
+            "description": "Empty (or absent) for the first page, then the previous page's `next_cursor`.",
+            "schema": {"type": "string"},
+        }
+        return [cursor, *_size_params(self)]
+
+
+class PageOrCursorPagination(BasePagination):
+    """Pages by number, or by cursor when the request has ``?cursor=`` (deep listing of a
+    long list without COUNT or OFFSET). The schema says the response is one of the two shapes."""
+
+    schema_suffix = "List"
+
+    def paginate_queryset(self, queryset, request, view=None):
+        self.delegate = CursorPagination() if "cursor" in request.query_params else PagePagination()
+        return self.delegate.paginate_queryset(queryset, request, view)
+
+    def get_paginated_response(self, data):
+        return self.delegate.get_paginated_response(data)
+
+    def get_paginated_response_schema(self, schema):
+        shapes = [PagePagination().get_paginated_response_schema(schema),
+                  CursorPagination().get_paginated_response_schema(schema)]  # fmt: skip
+        registry = getattr(self, "schema_registry", None)  # set by lib.schema.AutoSchema
+        item = schema.get("items", {}).get("$ref", "").rsplit("/", 1)[-1]
+        if registry is not None and item:  # named shapes: generated clients get JobPage | JobCursorPage
+            from drf_spectacular.plumbing import ResolvedComponent
+
+            names = [f"{item}{PagePagination.schema_suffix}", f"{item}{CursorPagination.schema_suffix}"]
+            for name, shape in zip(names, shapes, strict=True):
+                component = ResolvedComponent(name=name, type=ResolvedComponent.SCHEMA, schema=shape, object=name)
+                registry.register_on_missing(component)
+            shapes = [{"$ref": f"#/components/schemas/{name}"} for name in names]
+        return {
+            "oneOf": shapes,
+            "description": "A page (`total`, `page`...) without `cursor`; a cursor page (`next_cursor`) with it.",
+        }
+
+    def get_schema_operation_parameters(self, view):
+        cursor, *sizes = CursorPagination().get_schema_operation_parameters(view)
+        cursor["description"] = "Switches to cursor pages (no total): empty for the first, then `next_cursor`."
+        page = _integer_param("page", "Page number, from 1 (without `cursor`).", MAX_PAGE)
+        return [page, cursor, *sizes]
 
 
 def _encode(values: list) -> str:

@@ -1,16 +1,14 @@
-import json
+from rest_framework.exceptions import NotAcceptable
+from rest_framework.negotiation import DefaultContentNegotiation
 
-from rest_framework.renderers import BaseRenderer
 
+class LenientContentNegotiation(DefaultContentNegotiation):
+    """An ``Accept`` header we cannot satisfy gets the view's first renderer (JSON), not 406:
+    RFC 9110 lets a server disregard Accept, and an error should always reach the client in
+    the one error shape. (Plain-text endpoints answer with Django responses, not renderers.)"""
 
-class PlainTextRenderer(BaseRenderer):
-    """For endpoints that answer text/plain; errors (dicts) are written as JSON text."""
-
-    media_type = "text/plain"
-    format = "txt"
-    charset = "utf-8"
-
-    def render(self, data, accepted_media_type=None, renderer_context=None):
-        if isinstance(data, str | bytes):
-            return data
-        return json.dumps(data)
+    def select_renderer(self, request, renderers, format_suffix=None):
+        try:
+            return super().select_renderer(request, renderers, format_suffix)
+        except NotAcceptable:
+            return renderers[0], renderers[0].media_type

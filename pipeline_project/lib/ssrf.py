@@ -3,7 +3,9 @@
 Every address a host name resolves to must be global unicast: loopback, RFC 1918,
 link-local (169.254.169.254 included), CGNAT, ULA, multicast, unspecified and reserved
 ranges are refused, whatever the spelling (``2130706433``, ``0177.0.0.1``, ``0x7f.1``,
-``[::ffff:127.0.0.1]`` all resolve to 127.0.0.1 and are refused).
+``[::ffff:127.0.0.1]`` all resolve to 127.0.0.1 and are refused). An IPv6 address that
+carries an IPv4 address (mapped, IPv4-compatible, IPv4-translated, NAT64 ``64:ff9b::/96``,
+6to4, Teredo) may be delivered to that IPv4 address by the network: both must be public.
 """
 
 import ipaddress
@@ -19,14 +21,45 @@ class UnsafeURL(ValueError):
     pass
 
 
+_IPV4_IN_LOW_32_BITS = (
+    ipaddress.ip_network("::/96"),  # IPv4-compatible (deprecated): ::127.0.0.1
+    ipaddress.ip_network("::ffff:0:0:0/96"),  # IPv4-translated (SIIT): ::ffff:0:127.0.0.1
+    ipaddress.ip_network("64:ff9b::/96"),  # NAT64 well-known prefix: 64:ff9b::127.0.0.1
+)
+# Not globally reachable (IANA special-purpose registry) but called global by Python 3.11's
+# ipaddress. 64:ff9b:1::/48 is NAT64 for local use, its IPv4 placed per the operator's prefix length.
+_NOT_GLOBAL = (ipaddress.ip_network("64:ff9b:1::/48"),)
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries, which a translator or tunnel may deliver to."""
+    if any(ip in network for network in _IPV4_IN_LOW_32_BITS):
+        return [ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)]
+    if ip.sixtofour is not None:  # 2002::/16
+        return [ip.sixtofour]
+    if ip.teredo is not None:  # 2001::/32: (server, client), the client de-obfuscated
+        return list(ip.teredo)
+    return []
+
+
 def is_public_address(address: str) -> bool:
-    """Global unicast, or inside a network the operator allowed (``SSRF_ALLOWED_NETWORKS``)."""
+    """Global unicast, or inside a network the operator allowed (``SSRF_ALLOWED_NETWORKS``).
+
+    An IPv4-mapped address is that IPv4 address; any other IPv6 address embedding IPv4
+    addresses passes only if it and each of them pass.
+    """
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv4Address):
+        return _is_public(ip)
+    if ip.ipv4_mapped is not None:
+        return _is_public(ip.ipv4_mapped)
+    return _is_public(ip) and all(_is_public(ipv4) for ipv4 in embedded_ipv4(ip))
+
+
+def _is_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if any(ip in ipaddress.ip_network(network) for network in settings.SSRF_ALLOWED_NETWORKS):
         return True
-    return ip.is_global and not ip.is_multicast
+    return ip.is_global and not ip.is_multicast and not any(ip in network for network in _NOT_GLOBAL)
 
 
 def resolve(host: str, port: int) -> list[str]:

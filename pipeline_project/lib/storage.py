@@ -1,8 +1,13 @@
-"""Where uploaded and generated files live in the default storage (local disk or S3)."""
+"""Where uploaded and generated files live in the default storage (local disk or S3), and
+how a stored file is served."""
 
 import re
 import unicodedata
 import uuid
+
+from django.conf import settings
+from django.core.files.storage import default_storage
+from django.http import FileResponse, HttpResponse, HttpResponseRedirect
 
 MAX_NAME_LENGTH = 120
 
@@ -33,3 +38,13 @@ def display_name(name: str, default: str = "file") -> str:
     name = (name or "").replace("\\", "/").rsplit("/", 1)[-1]
     name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C").strip()
     return name[:255] or default
+
+
+def stored_text_response(name: str, size: int) -> HttpResponse:
+    """The stored UTF-8 text ``name`` (``size`` bytes) as a response: on S3 a redirect to a
+    presigned URL (the bytes never pass through the web process), on local disk streamed."""
+    if settings.AWS_STORAGE_BUCKET_NAME:
+        return HttpResponseRedirect(default_storage.url(name))
+    response = FileResponse(default_storage.open(name, "rb"), content_type="text/plain; charset=utf-8")
+    response["Content-Length"] = size
+    return response

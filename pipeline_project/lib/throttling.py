@@ -10,15 +10,21 @@ every ``THROTTLE_SYNC_INTERVAL`` seconds or every 1% of the limit, whichever com
 first: a busy client costs no Redis round trip per request, and may overshoot its
 limit by at most that much per web process.
 
+Password attempts count against both the client IP and the username (``login_attempt``),
+through the API's login and the admin's alike: one rule, one set of counters.
+
 A 429 carries ``Retry-After`` (seconds to the window's end). Rates are read from
 ``REST_FRAMEWORK["DEFAULT_THROTTLE_RATES"]`` on each request, so settings overrides
 apply at once. If Redis is unreachable the limit is not enforced (and that is logged):
 rate limiting must not take the API down.
 """
 
+import hashlib
 import logging
 import threading
 import time
+import unicodedata
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -153,10 +159,37 @@ class AnonRateThrottle(_WindowThrottle):
         return f"ip:{self.get_ident(request)}"
 
 
-class LoginRateThrottle(_WindowThrottle):
-    """Password attempts, per client IP: slows down credential stuffing."""
+def login_attempt(request, *, username: object) -> float | None:
+    """Counts one password attempt from ``request``'s client IP for ``username``.
 
-    scope = "login"
+    Returns None when it may go ahead, else the seconds until it may: each of the client IP
+    and the username gets ``THROTTLE_RATE_LOGIN`` attempts per window (so neither one address
+    trying many accounts nor many addresses trying one account get further). ``request`` is a
+    Django or DRF request: only its client address (as DRF's ``NUM_PROXIES`` reads it) is used.
+    """
+    idents = [f"ip:{BaseThrottle().get_ident(request)}"]
+    if isinstance(username, str) and username.strip():
+        # Hashed: bounded key length whatever was typed; folded: "Admin" and "admin" share a bucket.
+        folded = unicodedata.normalize("NFKC", username.strip()).casefold()
+        idents.append(f"user:{hashlib.sha256(folded.encode()).hexdigest()[:32]}")
+    waits = []
+    for ident in idents:
+        window = rate_window("login", ident)
+        if window is None:
+            return None
+        hits = count_hit(window)
+        if hits is not None and hits > window.limit:
+            waits.append(window.wait)
+    return max(waits, default=None)
 
-    def get_ident_key(self, request):
-        return f"ip:{self.get_ident(request)}"
+
+class LoginRateThrottle(BaseThrottle):
+    """Password attempts, per client IP and per username (``login_attempt``): slows down credential stuffing."""
+
+    def allow_request(self, request, view) -> bool:
+        data = request.data  # a malformed body raises here and is answered as the view would; no password checked
+        self._wait = login_attempt(request, username=data.get("username") if isinstance(data, Mapping) else None)
+        return self._wait is None
+
+    def wait(self) -> float | None:
+        return self._wait

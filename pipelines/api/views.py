@@ -4,13 +4,14 @@ from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from accounts import roles
+from pipeline_project.lib.schema import errors
 from pipelines import selectors, services
 from pipelines.api.serializers import (
     PipelineSerializer,
     PipelineVersionSerializer,
     StageSerializer,
-    ValidateRequestSerializer,
     ValidateResponseSerializer,
+    ValidateSerializer,
     validated_response,
 )
 from pipelines.models import Pipeline
@@ -22,6 +23,10 @@ EXAMPLE = {
     "config": {"stages": [{"name": "detect"}, {"name": "extract_text", "params": {"max_pages": 500}},
                           {"name": "language"}]},
 }  # fmt: skip
+
+
+NAME_TAKEN = "`name_taken`: another pipeline of your organization has this name."
+DEFAULT_KEPT = "`default_pipeline`: the default pipeline cannot be renamed, deactivated or deleted."
 
 
 @extend_schema(tags=["pipelines"])
@@ -56,7 +61,9 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         return super().retrieve(request, *args, **kwargs)
 
     @extend_schema(
-        summary="Create a pipeline", examples=[OpenApiExample("Contracts", value=EXAMPLE, request_only=True)]
+        summary="Create a pipeline",
+        responses={201: PipelineSerializer, **errors(conflict=NAME_TAKEN)},
+        examples=[OpenApiExample("Contracts", value=EXAMPLE, request_only=True)],
     )
     def create(self, request):
         serializer = PipelineSerializer(data=request.data)
@@ -66,11 +73,19 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
         )
         return Response(PipelineSerializer(pipeline).data, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Replace a pipeline", description="A new config makes a new version.")
+    @extend_schema(
+        summary="Replace a pipeline",
+        description="A new config makes a new version.",
+        responses={200: PipelineSerializer, **errors(conflict=f"{NAME_TAKEN} {DEFAULT_KEPT}")},
+    )
     def update(self, request, pk=None):
         return self._update(request, partial=False)
 
-    @extend_schema(summary="Change a pipeline", description="A new config makes a new version.")
+    @extend_schema(
+        summary="Change a pipeline",
+        description="A new config makes a new version.",
+        responses={200: PipelineSerializer, **errors(conflict=f"{NAME_TAKEN} {DEFAULT_KEPT}")},
+    )
     def partial_update(self, request, pk=None):
         return self._update(request, partial=True)
 
@@ -86,7 +101,7 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
     @extend_schema(
         summary="Delete a pipeline",
         description="A pipeline jobs refer to is deactivated instead (it keeps their history).",
-        responses={204: None},
+        responses={204: None, **errors(conflict=DEFAULT_KEPT)},
     )
     def destroy(self, request, pk=None):
         services.pipeline_delete(pipeline=self.get_object())
@@ -107,11 +122,11 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     @extend_schema(
         summary="Validate a config (dry run)",
-        request=ValidateRequestSerializer,
+        request=ValidateSerializer,
         responses={200: ValidateResponseSerializer},
     )
     @action(detail=False, methods=["post"])
     def validate(self, request):
-        serializer = ValidateRequestSerializer(data=request.data)
+        serializer = ValidateSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         return Response(validated_response(serializer.validated_data["config"]))

@@ -4,13 +4,11 @@ Every format has limits (pages, output size, decompressed size) that end in a cl
 ``StageError``, never a crashed or hung worker.
 """
 
-import io
 import json
-import zipfile
 
 from charset_normalizer import from_bytes
 
-from pipelines import detection
+from pipelines import archives, detection
 from pipelines.stages.base import StageContext, StageError, stage
 
 MiB = 1024 * 1024
@@ -68,17 +66,10 @@ def _pdf(context: StageContext, params: dict) -> dict:
 def _docx(context: StageContext, params: dict) -> dict:
     import docx
 
-    data = context.read()
+    # Every member inflated and counted first: python-docx then inflates no more than that.
+    checked = archives.checked_zip(context.read(), limit_bytes=params["max_decompressed_mb"] * MiB, kind="DOCX")
     try:
-        with zipfile.ZipFile(io.BytesIO(data)) as archive:
-            unpacked = sum(info.file_size for info in archive.infolist())
-    except zipfile.BadZipFile:
-        raise StageError("invalid_document", "The DOCX is not a valid zip archive.") from None
-    if unpacked > params["max_decompressed_mb"] * MiB:
-        raise StageError("too_large_decompressed", f"The DOCX unpacks to {unpacked // MiB} MiB; the limit is "
-                         f"{params['max_decompressed_mb']} MiB.")  # fmt: skip
-    try:
-        document = docx.Document(io.BytesIO(data))
+        document = docx.Document(checked)
     except Exception as exc:  # python-docx raises assorted errors on malformed parts
         raise StageError("invalid_document", f"The DOCX cannot be read: {exc}.") from None
     blocks = [paragraph.text for paragraph in document.paragraphs]

@@ -8,7 +8,7 @@ from pipelines.stages.base import StageContext, StageError, stage
     description="Downloads a url source (http/https, public addresses only, redirects checked, size and time "
     "capped). Runs first, before the document's stages; its parameters tune the download.",
     params={
-        "max_bytes": {"type": "integer", "minimum": 1, "description": "Default FETCH_MAX_SIZE."},
+        "max_bytes": {"type": "integer", "minimum": 1, "maximum": 2**40, "description": "Default FETCH_MAX_SIZE."},
         "timeout_seconds": {"type": "number", "minimum": 1, "maximum": 600, "description": "Default FETCH_TIMEOUT."},
     },
 )

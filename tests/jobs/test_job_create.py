@@ -82,8 +82,8 @@ def test_an_api_key_is_recorded_as_creator(owner_key, org):
         ({"metadata": {"big": "x" * 17000}}, "metadata"),
         ({"file_size": -1}, "file_size"),
         ({"source_type": "text", "source_uri": ""}, "text"),
-        ({"source_type": "upload", "source_uri": ""}, "start"),
-        ({"text": "only for text sources"}, "text"),
+        ({"source_type": "upload", "start": True}, "start"),
+        ({"source_type": "url", "source_uri": 5}, "source_uri"),
     ],
 )
 def test_it_refuses_bad_input_with_400_and_creates_nothing(as_member, data, field):

@@ -41,7 +41,7 @@ def test_it_lists_the_organizations_jobs_newest_first(as_viewer, jobs):
     [
         ("status=failed", [0]),
         ("status=failed,cancelled", [2, 0]),
-        ("status=failed&status=queued", [1, 0]),
+        ("status=queued,failed", [1, 0]),
         ("source_type=text", [2]),
         ("priority=high", [1]),
         ("search=invoice", [1]),

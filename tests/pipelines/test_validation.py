@@ -20,7 +20,6 @@ def test_the_default_config_is_valid_and_normalizes_with_defaults():
          "config.stages[1].params.max_pages"),
         ({"stages": [{"name": "detect"}, {"name": "extract_text", "params": {"colour": "red"}}]},
          "config.stages[1].params"),
-        ({"stages": [{"name": "language"}]}, "config.stages[0].name"),
         ({"stages": [{"name": "detect", "retry": {"attempts": 99}}]}, "config.stages[0].retry.attempts"),
         ({"stages": [{"name": "detect", "when": "always"}]}, "config.stages[0].when"),
         ({"stages": [{"name": "detect"}], "extra": 1}, "config.extra"),
@@ -28,3 +27,11 @@ def test_the_default_config_is_valid_and_normalizes_with_defaults():
 )  # fmt: skip
 def test_errors_name_the_path_of_the_bad_field(config, path):
     assert path in validate_config(config)
+
+
+def test_order_rules_are_resolved_not_refused():
+    config = {"stages": [{"name": "quality"}, {"name": "fetch", "params": {"max_bytes": 10}}, {"name": "language"}]}
+    assert validate_config(config) == {}
+    stages = normalized(config)["stages"]
+    assert [s["name"] for s in stages] == ["fetch", "detect", "extract_text", "quality", "language"]
+    assert stages[0]["params"] == {"max_bytes": 10}

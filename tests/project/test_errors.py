@@ -72,9 +72,10 @@ def test_415_wrong_content_type(as_owner):
     assert error_of(as_owner.post(KEYS, "name", content_type="text/plain"), 415)["code"] == "unsupported_media_type"
 
 
-def test_406_unacceptable_accept_header(as_owner):
-    error = error_of(as_owner.get(ME, HTTP_ACCEPT="text/csv"), 406)
-    assert error["code"] == "not_acceptable"
+def test_an_unacceptable_accept_header_gets_json_not_406(as_owner, anon):
+    response = as_owner.get(ME, HTTP_ACCEPT="text/csv")
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    assert error_of(anon.get(ME, HTTP_ACCEPT="text/csv"), 401)["code"] == "not_authenticated"
 
 
 def test_413_oversized_json_body(as_owner, settings):

@@ -123,3 +123,36 @@ def test_env_readers_name_the_variable(monkeypatch):
     monkeypatch.setenv("UPLOAD_MAX_FILES", "many")
     with pytest.raises(ImproperlyConfigured, match="UPLOAD_MAX_FILES='many' is invalid: expected an integer"):
         env.env_int("UPLOAD_MAX_FILES", 1)
+
+
+# The set README.md documents under "Production settings".
+PRODUCTION_ENV = {
+    "DEBUG": "0",
+    "BEHIND_TLS_PROXY": "1",
+    "SECURE_SSL_REDIRECT": "1",
+    "SECURE_HSTS_SECONDS": "31536000",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS": "1",
+    "SECURE_HSTS_PRELOAD": "1",
+    "ALLOWED_HOSTS": "api.example.com",
+}
+
+
+def test_the_documented_production_settings_pass_check_deploy():
+    from django.core.management.utils import get_random_secret_key
+
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("SECURE_", "DJANGO_"))}
+    environment.update(PRODUCTION_ENV, SECRET_KEY=get_random_secret_key(), DATABASE_URL=django_settings.DATABASE_URL,
+                       REDIS_URL=django_settings.REDIS_URL)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],
+        env=environment, capture_output=True, text=True, timeout=120, cwd=Path(__file__).resolve().parents[2],
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "System check identified no issues (0 silenced)." in result.stdout
+
+
+def test_https_redirects_spare_health_checks(client, settings, db):
+    settings.SECURE_SSL_REDIRECT = True
+    assert client.get("/api/v1/auth/me").status_code == 301
+    assert client.get("/health").status_code == 200
+    assert client.get("/health/ready").status_code in (200, 503)  # answered over plain HTTP, not redirected

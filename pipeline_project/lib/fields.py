@@ -1,0 +1,162 @@
+"""Serializer fields that take exactly the JSON types the schema promises.
+
+DRF's stock fields coerce: ``{"name": 0}`` becomes ``"0"``, ``{"start": 0}`` becomes
+``False``, ``{"pipeline_id": 5}`` a UUID. A typed client never sends those, and accepting
+them makes the server looser than its schema. Every request serializer uses these fields
+(``tests/project/test_strict_fields.py`` checks that new ones do too). Form bodies
+(multipart) carry only text, so booleans and JSON objects also accept their text form there.
+"""
+
+from django.db import models
+from django.http import QueryDict
+from rest_framework import serializers
+
+from pipeline_project.lib import json_input
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def _in_form(field) -> bool:
+    root = field.root
+    return isinstance(getattr(root, "initial_data", None), QueryDict)
+
+
+class _StrictType:
+    """Refuses input that is not one of ``accepted_types`` (bool is never an int here)."""
+
+    accepted_types: tuple[type, ...] = (str,)
+    type_name = "string"
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool) and bool not in self.accepted_types or not isinstance(data, self.accepted_types):
+            raise serializers.ValidationError(f"Must be a {self.type_name}.", code="invalid")
+        return super().to_internal_value(data)
+
+
+class CharField(_StrictType, serializers.CharField):
+    """Text as sent: not trimmed, so what the schema accepts is what is stored."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+
+class RegexField(_StrictType, serializers.RegexField):
+    pass
+
+
+class URLField(_StrictType, serializers.URLField):
+    pass
+
+
+class NameField(RegexField):
+    """A name: no leading or trailing blanks (so never blank), at most ``max_length``."""
+
+    PATTERN = r"^\S(.*\S)?$"
+
+    def __init__(self, **kwargs):
+        super().__init__(self.PATTERN, trim_whitespace=False, **kwargs)
+        self.error_messages["invalid"] = "Must not be blank or start or end with blanks."
+
+
+class EmailField(_StrictType, serializers.EmailField):
+    pass
+
+
+class UUIDField(_StrictType, serializers.UUIDField):
+    type_name = "UUID string"
+
+
+class DateTimeField(_StrictType, serializers.DateTimeField):
+    type_name = "date-time string (ISO 8601)"
+
+
+class ChoiceField(_StrictType, serializers.ChoiceField):
+    pass
+
+
+class IntegerField(_StrictType, serializers.IntegerField):
+    """An integer; bounded to 64 bits unless narrower bounds are given."""
+
+    accepted_types = (int,)
+    type_name = "integer"
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("min_value", INT64_MIN)
+        kwargs.setdefault("max_value", INT64_MAX)
+        super().__init__(**kwargs)
+
+
+class BooleanField(serializers.BooleanField):
+    """``true``/``false``; in a form, the text ``true``/``false`` (also ``1``/``0``)."""
+
+    FORM_VALUES = {"true": True, "false": False, "1": True, "0": False}
+
+    def to_internal_value(self, data):
+        if isinstance(data, bool):
+            return data
+        if isinstance(data, str) and _in_form(self) and data.lower() in self.FORM_VALUES:
+            return self.FORM_VALUES[data.lower()]
+        raise serializers.ValidationError("Must be a boolean.", code="invalid")
+
+
+class JSONObjectField(serializers.JSONField):
+    """A JSON object of at most ``max_bytes`` as JSON; in a form, JSON text of one."""
+
+    def __init__(self, *, max_bytes: int | None = None, **kwargs):
+        self.max_bytes = max_bytes
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data):
+        if isinstance(data, str) and _in_form(self):
+            try:
+                data = json_input.loads(data)
+            except ValueError as exc:
+                raise serializers.ValidationError(f"Must be JSON text of an object: {exc}") from None
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("Must be a JSON object.", code="invalid")
+        try:
+            json_input.check_json(data)
+        except json_input.UnsafeJSON as exc:
+            raise serializers.ValidationError(str(exc)) from None
+        if self.max_bytes is not None and len(json_input.dumps(data)) > self.max_bytes:
+            raise serializers.ValidationError(f"Must be at most {self.max_bytes // 1024} KB as JSON.")
+        return data
+
+
+class ModelSerializer(serializers.ModelSerializer):
+    """Model fields become the strict fields above."""
+
+    serializer_field_mapping = {
+        **serializers.ModelSerializer.serializer_field_mapping,
+        models.CharField: CharField,
+        models.TextField: CharField,
+        models.SlugField: CharField,
+        models.EmailField: EmailField,
+        models.URLField: URLField,
+        models.UUIDField: UUIDField,
+        models.DateTimeField: DateTimeField,
+        models.BooleanField: BooleanField,
+        models.IntegerField: IntegerField,
+        models.BigIntegerField: IntegerField,
+        models.PositiveIntegerField: IntegerField,
+        models.PositiveSmallIntegerField: IntegerField,
+        models.SmallIntegerField: IntegerField,
+    }
+    serializer_choice_field = ChoiceField
+
+
+def loose_fields(serializer: serializers.Serializer, prefix: str = "") -> list[str]:
+    """The writable fields of ``serializer`` (nested ones included) that are not strict:
+    ``lib.schema.AutoSchema`` warns about each, and the schema test fails on warnings."""
+    loose = []
+    for name, field in serializer.fields.items():
+        while isinstance(field, serializers.ListField | serializers.ListSerializer):
+            field = field.child
+        if field.read_only:
+            continue
+        if isinstance(field, serializers.Serializer):
+            loose += loose_fields(field, f"{prefix}{name}.")
+        elif not isinstance(field, _StrictType | BooleanField | JSONObjectField | serializers.FileField):
+            loose.append(f"{prefix}{name}")
+    return loose
