@@ -38,9 +38,11 @@ test: venv
 # A long randomized Schemathesis run over the whole API (`make test` runs a short deterministic one).
 fuzz: export SCHEMATHESIS_MAX_EXAMPLES ?= 1000
 fuzz: export SCHEMATHESIS_DERANDOMIZE ?= 0
+fuzz: export SCHEMATHESIS_SEED ?= $(shell date +%s)
 fuzz: venv
 	@scripts/ensure-postgres.sh "$(TEST_DATABASE_URL)"
 	@scripts/ensure-redis.sh "$(TEST_REDIS_URL)"
+	@echo "Schemathesis seed $$SCHEMATHESIS_SEED (make fuzz SCHEMATHESIS_SEED=$$SCHEMATHESIS_SEED replays this run)"
 	$(RUN_PYTEST) tests/project/test_schemathesis.py $(PYTEST_ARGS)
 
 schema: venv

@@ -20,7 +20,7 @@ from accounts.principal import Principal
 from jobs import queueing
 from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobFile, JobResult, JobStatus, SourceType
 from jobs.uploads import Upload, inspect
-from pipeline_project.lib.errors import ApplicationError, ConflictError, InvalidStateError
+from pipeline_project.lib.errors import ConflictError, InvalidStateError, NotFoundError
 from pipeline_project.lib.storage import display_name, upload_path
 from pipelines.models import PipelineVersion
 from pipelines.selectors import pipeline_for_job
@@ -142,7 +142,7 @@ def _announce(job: Job, *, actor: str, message: str) -> None:
 
 def _pipeline_version(principal: Principal, pipeline_id: uuid.UUID | None, *, within: str = "") -> PipelineVersion:
     """The version a new job runs: the current one of ``pipeline_id`` if it is an active pipeline
-    of the caller's organization (else 400 naming the field, nested ``within`` another), or of the
+    of the caller's organization (else 404 naming the field, nested ``within`` another), or of the
     organization's default pipeline when None. Call it inside the job's transaction: a default
     pipeline created on first use then rolls back with a job that fails."""
     if pipeline_id is None:
@@ -151,7 +151,7 @@ def _pipeline_version(principal: Principal, pipeline_id: uuid.UUID | None, *, wi
     if version is None:
         message = "No active pipeline of your organization has this id."
         details = {"pipeline_id": [message]}
-        raise ApplicationError(message, code="invalid", details={within: details} if within else details)
+        raise NotFoundError(message, details={within: details} if within else details)
     return version
 
 

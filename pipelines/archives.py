@@ -20,7 +20,7 @@ _CHUNK = 64 * 1024
 # zipfile inflates these in bounded steps (``decompress(data, max_length)``); its bzip2 and LZMA
 # readers inflate a whole compressed block at once, so one small block could still explode.
 # OOXML (ECMA-376 part 2), ODF and EPUB allow only these two methods anyway.
-_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
+_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 
 def checked_zip(data: bytes, *, limit_bytes: int, kind: str = "archive") -> io.BytesIO:

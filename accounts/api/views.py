@@ -1,3 +1,4 @@
+from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, status, viewsets
 from rest_framework.permissions import AllowAny
@@ -56,6 +57,8 @@ class _TokenView(APIView):
             serializer.is_valid(raise_exception=True)
         except TokenError as exc:
             raise InvalidToken(exc.args[0]) from exc
+        except ObjectDoesNotExist:  # a refresh token of a user deleted since
+            raise InvalidToken("The token's user no longer exists.") from None
         return serializer.validated_data
 
 

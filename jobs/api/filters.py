@@ -6,6 +6,7 @@ from rest_framework import serializers
 from jobs.api.serializers import PRIORITY_VALUES
 from jobs.models import Job, JobStatus, SourceType
 from jobs.selectors import job_search
+from pipeline_project.lib.filters import FilterSet
 
 SORT_FIELDS = ("created_at", "updated_at", "priority", "status", "file_name")
 
@@ -25,7 +26,7 @@ class PriorityFilter(filters.ChoiceFilter):
         return queryset.filter(priority=PRIORITY_VALUES[value]) if value else queryset
 
 
-class JobFilter(filters.FilterSet):
+class JobFilter(FilterSet):
     status = ChoiceInFilter(
         choices=JobStatus.choices, lookup_expr="in", help_text="One or more statuses, comma-separated."
     )

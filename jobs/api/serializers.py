@@ -26,7 +26,7 @@ def idempotency_key(request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not IDEMPOTENCY_KEY.match(key):
+    if not IDEMPOTENCY_KEY.fullmatch(key):
         message = "Must be 1 to 255 visible ASCII characters."
         raise serializers.ValidationError({"Idempotency-Key": [message]})
     return key
@@ -273,6 +273,9 @@ class JobEventSerializer(serializers.ModelSerializer):
 
 
 class UploadOptionsSerializer(JobOptionsSerializer):
+    pipeline_id = fields.UUIDField(
+        required=False, help_text="An active pipeline of your organization (default: the `default` one)."
+    )
     detect = fields.BooleanField(
         required=False, default=False, help_text="Record the detected type and encoding on each file now."
     )

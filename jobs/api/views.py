@@ -239,7 +239,11 @@ class JobViewSet(viewsets.GenericViewSet):
         files = services.job_files_add(job=job, files=received_files(request, max_files=settings.JOB_MAX_FILES))
         return Response({"files": JobFileSerializer(files, many=True).data}, status=status.HTTP_201_CREATED)
 
-    @extend_schema(summary="Remove a file from a draft job", responses={204: None, **errors(conflict=NOT_A_DRAFT)})
+    @extend_schema(
+        summary="Remove a file from a draft job",
+        parameters=[OpenApiParameter("file_id", OpenApiTypes.UUID, OpenApiParameter.PATH)],
+        responses={204: None, **errors(conflict=NOT_A_DRAFT)},
+    )
     @action(detail=True, methods=["delete"], url_path=r"files/(?P<file_id>[^/]+)")
     def delete_file(self, request, pk=None, file_id=None):
         job = self.get_object()

@@ -7,8 +7,11 @@ them makes the server looser than its schema. Every request serializer uses thes
 (multipart) carry only text, so booleans and JSON objects also accept their text form there.
 """
 
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.core.validators import RegexValidator
 from django.db import models
 from django.http import QueryDict
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from pipeline_project.lib import json_input
@@ -41,22 +44,48 @@ class CharField(_StrictType, serializers.CharField):
         super().__init__(**kwargs)
 
 
+class FullMatchValidator(RegexValidator):
+    """The whole value must match: Python's ``$`` also matches before a final line break,
+    which the schema's readers (ECMA-262 and others) do not allow."""
+
+    def __call__(self, value):
+        if not self.regex.fullmatch(str(value)):
+            raise DjangoValidationError(self.message, code=self.code)
+
+
 class RegexField(_StrictType, serializers.RegexField):
-    pass
+    def __init__(self, regex, **kwargs):
+        super().__init__(regex, **kwargs)
+        self.validators = [FullMatchValidator(v.regex) if type(v) is RegexValidator else v for v in self.validators]
 
 
 class URLField(_StrictType, serializers.URLField):
     pass
 
 
-class NameField(RegexField):
-    """A name: no leading or trailing blanks (so never blank), at most ``max_length``."""
+class NameValidator(RegexValidator):
+    """Not blank, no leading or trailing space, tab or line break.
 
-    PATTERN = r"^\S(.*\S)?$"
+    Checked in code: regular-expression dialects disagree on ``\\s`` and ``$``. The pattern is what
+    the schema publishes (drf-spectacular reads it from this validator), written so that every
+    dialect reads it the same way."""
+
+    BLANKS = " \t\r\n"
+
+    def __init__(self):
+        super().__init__(r"^[^ \t\r\n]([\s\S]*[^ \t\r\n])?$", "Must not be blank or start or end with a blank.")
+
+    def __call__(self, value):
+        if not value or value.strip(self.BLANKS) != value:
+            raise DjangoValidationError(self.message, code=self.code)
+
+
+class NameField(CharField):
+    """A name (see ``NameValidator``), at most ``max_length``."""
 
     def __init__(self, **kwargs):
-        super().__init__(self.PATTERN, trim_whitespace=False, **kwargs)
-        self.error_messages["invalid"] = "Must not be blank or start or end with blanks."
+        super().__init__(**kwargs)
+        self.validators.append(NameValidator())
 
 
 class EmailField(_StrictType, serializers.EmailField):
@@ -100,6 +129,7 @@ class BooleanField(serializers.BooleanField):
         raise serializers.ValidationError("Must be a boolean.", code="invalid")
 
 
+@extend_schema_field({"type": "object", "additionalProperties": {}})
 class JSONObjectField(serializers.JSONField):
     """A JSON object of at most ``max_bytes`` as JSON; in a form, JSON text of one."""
 

@@ -42,9 +42,9 @@ def _positive_int(request, name: str, default: int, maximum: int | None = None) 
 
 
 def _page_size(request, default: int, maximum: int) -> int:
-    """``page_size`` (or its alias ``limit``), capped at ``maximum``."""
-    size_param = "page_size" if "page_size" in request.query_params else "limit"
-    return min(_positive_int(request, size_param, default), maximum)
+    """``page_size`` (or its alias ``limit``; both are checked, ``page_size`` wins), capped at ``maximum``."""
+    alias = _positive_int(request, "limit", default)
+    return min(_positive_int(request, "page_size", alias), maximum)
 
 
 def count(queryset) -> tuple[int, bool]:

@@ -58,8 +58,10 @@ class AutoSchema(SpectacularAutoSchema):
         operation = super().get_operation(*args, **kwargs)
         try:
             required = required_permission_for(self.view, self.method)
-        except ImproperlyConfigured:
-            return operation  # public views declare none
+        except ImproperlyConfigured:  # public views declare none
+            if operation is not None and operation.get("security") == [{}]:
+                operation["security"] = []  # "no credentials", which clients read as such ([{}] reads as "some")
+            return operation
         if operation is not None:
             needs = f"Requires the `{required}` permission." if required else "Any authenticated caller."
             operation["description"] = f"{operation.get('description', '')}\n\n{needs}".strip()
@@ -77,6 +79,12 @@ class AutoSchema(SpectacularAutoSchema):
                 for name in loose_fields(part):
                     warn(f"{type(part).__name__}.{name} is not a strict field (pipeline_project.lib.fields).")
         return super()._get_request_for_media_type(serializer, direction)
+
+    def _get_request_body(self, direction="request"):
+        body = super()._get_request_body(direction)
+        if body is not None and isinstance(force_instance(self.get_request_serializer()), PolymorphicProxySerializer):
+            body["required"] = True  # one of several shapes, each with required fields: never empty
+        return body
 
     def _get_paginator(self):
         paginator = super()._get_paginator()

@@ -68,6 +68,13 @@ def test_it_refuses_garbage_and_access_tokens_as_refresh_tokens(anon, owner):
     assert anon.post(REFRESH, {"refresh": access}, format="json").status_code == 401
 
 
+def test_it_refuses_the_refresh_token_of_a_deleted_user_with_401(anon, owner):
+    tokens = login(anon, owner)
+    owner.delete()
+    response = anon.post(REFRESH, {"refresh": tokens["refresh"]}, format="json")
+    assert response.status_code == 401 and response.json()["error"]["code"] == "token_not_valid"
+
+
 def test_it_refuses_expired_access_tokens(anon, owner):
     token = AccessToken.for_user(owner)
     token.set_exp(lifetime=-timedelta(seconds=1))

@@ -42,7 +42,7 @@ def test_a_pipeline_must_be_an_active_one_of_the_organization(as_member, org, wh
         "unknown": lambda: Pipeline(id="00000000-0000-0000-0000-000000000000"),
     }[whose]()
     response = create(as_member, pipeline_id=str(pipeline.id))
-    assert response.status_code == 400 and "pipeline_id" in response.json()["error"]["details"]
+    assert response.status_code == 404 and "pipeline_id" in response.json()["error"]["details"]
     assert not Job.objects.exists()
 
 
@@ -70,4 +70,4 @@ def test_uploads_and_retries_take_a_pipeline(as_member, org):
     other = make_pipeline(OrganizationFactory(), name="theirs")
     refused = as_member.post(f"{JOBS}/{failed.id}/retry", {"updated_config": {"pipeline_id": str(other.id)}},
                              format="json")  # fmt: skip
-    assert refused.status_code == 400 and "updated_config" in refused.json()["error"]["details"]
+    assert refused.status_code == 404 and "updated_config" in refused.json()["error"]["details"]

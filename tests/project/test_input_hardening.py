@@ -113,6 +113,7 @@ def test_an_upload_job_is_a_draft_by_default(as_owner):
     "body, field",
     [({"name": 0, "config": {"stages": [{"name": "detect"}]}}, "name"),
      ({"name": " padded", "config": {"stages": [{"name": "detect"}]}}, "name"),
+     ({"name": "line\n", "config": {"stages": [{"name": "detect"}]}}, "name"),
      ({"name": "p", "config": {"stages": [{"name": "detect"}]}, "is_active": "yes"}, "is_active"),
      ({"name": "p", "config": {"stages": [{"name": "detect"}]}, "description": 1}, "description")],
 )  # fmt: skip
@@ -174,6 +175,12 @@ def test_statuses_are_comma_separated_and_checked(as_owner):
     assert as_owner.get(f"{JOBS}?status=queued,failed").status_code == 200
     assert "status" in error_of(as_owner.get(f"{JOBS}?status=queued,lost"), 400)["details"]
     assert "priority" in error_of(as_owner.get(f"{JOBS}?priority=2"), 400)["details"]
+
+
+@pytest.mark.parametrize("name", ["pipeline", "created_after", "created_before", "source_type", "priority"])
+def test_typed_filters_refuse_an_empty_value(as_owner, name):
+    assert error_of(as_owner.get(f"{JOBS}?{name}="), 400)["details"] == {name: ["Must not be empty."]}
+    assert as_owner.get(f"{JOBS}?search=&status=").status_code == 200
 
 
 def test_search_with_nul_is_400(as_owner):

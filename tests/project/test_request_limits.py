@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from django.core.handlers.asgi import ASGIRequest
@@ -112,8 +113,9 @@ def gunicorn_from_the_dockerfile():
     command[command.index("--bind") + 1] = f"127.0.0.1:{port}"
     command[command.index("--workers") + 1] = "1"
     database = connection.settings_dict
-    environment = {**os.environ, "DATABASE_URL": f"postgres://{database['USER']}:{database['PASSWORD']}@"
-                   f"{database['HOST']}:{database['PORT']}/{database['NAME']}"}  # fmt: skip
+    credentials = f"{quote(database['USER'], safe='')}:{quote(database['PASSWORD'] or '', safe='')}"
+    environment = {**os.environ, "DATABASE_URL": f"postgres://{credentials}@{database['HOST']}:{database['PORT']}/"
+                   f"{database['NAME']}"}  # fmt: skip
     process = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, env=environment,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
     try:
