@@ -9,7 +9,7 @@ from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from accounts.principal import Principal
 from jobs.models import Job, JobEvent, JobFile, JobResult, JobStatus
-from pipeline_project.lib.errors import NotFoundError
+from pipeline_project.lib.errors import ConflictError, NotFoundError
 from pipeline_project.lib.redis import get_redis
 
 
@@ -51,9 +51,10 @@ def job_cancel_preview(*, job: Job) -> dict:
 
 
 def job_result(*, job: Job) -> JobResult:
-    """A completed job's result; 404 ``result_expired`` once it was deleted, ``job_not_completed`` before."""
+    """A completed job's result; 409 ``job_not_completed`` before (the job exists, its state does not
+    allow this yet), 404 ``result_expired`` once the result was deleted."""
     if job.status != JobStatus.COMPLETED:
-        raise NotFoundError(
+        raise ConflictError(
             f"The job is {job.status}; its result exists once it is completed.",
             code="job_not_completed",
             details={"status": job.status},

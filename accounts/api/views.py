@@ -186,7 +186,8 @@ class ApiKeyViewSet(
 
     @extend_schema(
         summary="Revoke an API key",
-        description="Idempotent; the key answers 401 from the next request on. A key may revoke itself (a "
+        description="Revokes the key (idempotent): it stays listed, `status: revoked`, and answers 401 from the next "
+        "request on. A key may revoke itself (a "
         "leaked key's last act): the revoking request still succeeds, nothing after it does.",
     )
     def destroy(self, request, *args, **kwargs):

@@ -1,4 +1,5 @@
 import django_filters as filters
+from django import forms
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema_field
 from rest_framework import serializers
@@ -11,8 +12,23 @@ from pipeline_project.lib.filters import FilterSet
 SORT_FIELDS = ("created_at", "updated_at", "priority", "status", "file_name")
 
 
-class ChoiceInFilter(filters.BaseInFilter, filters.ChoiceFilter):
-    """Comma-separated choices: ``?status=failed,cancelled``."""
+class ListWidget(forms.SelectMultiple):
+    """A list parameter: repeated (``?status=failed&status=cancelled``, the schema's form, which
+    generated clients send) or comma-separated (``?status=failed,cancelled``, shorter by hand)."""
+
+    def value_from_datadict(self, data, files, name):
+        values = data.getlist(name) if hasattr(data, "getlist") else [data.get(name, "")]
+        return [item for value in values for item in value.split(",") if item]
+
+
+class ChoiceListFilter(filters.MultipleChoiceFilter):
+    """Rows whose field is any of the given choices (one ``IN``)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(widget=ListWidget, **kwargs)
+
+    def filter(self, queryset, value):
+        return queryset.filter(**{f"{self.field_name}__in": value}) if value else queryset
 
 
 @extend_schema_field({"type": "string", "enum": list(PRIORITY_VALUES)})
@@ -27,8 +43,8 @@ class PriorityFilter(filters.ChoiceFilter):
 
 
 class JobFilter(FilterSet):
-    status = ChoiceInFilter(
-        choices=JobStatus.choices, lookup_expr="in", help_text="One or more statuses, comma-separated."
+    status = ChoiceListFilter(
+        choices=JobStatus.choices, help_text="One or more statuses: repeat it, or separate them with commas."
     )
     source_type = filters.ChoiceFilter(choices=SourceType.choices)
     priority = PriorityFilter()

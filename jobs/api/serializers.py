@@ -1,6 +1,7 @@
 import re
 
-from drf_spectacular.utils import OpenApiRequest, PolymorphicProxySerializer
+from django.conf import settings
+from drf_spectacular.utils import OpenApiRequest, PolymorphicProxySerializer, extend_schema_field
 from rest_framework import serializers
 
 from jobs.models import Job, JobEvent, JobFile, JobStatus, Priority, SourceType
@@ -90,15 +91,12 @@ class TextJobCreateSerializer(_JobSourceSerializer):
 
 
 class UploadJobCreateSerializer(_JobSourceSerializer):
-    source_type = fields.ChoiceField(choices=[SourceType.UPLOAD])
-    start = fields.BooleanField(
-        required=False, default=False, help_text="Always false: add files (POST /jobs/{id}/files), then start."
-    )
+    """Always a draft: add files (POST /jobs/{id}/files), then start it (or use POST /upload)."""
 
-    def validate_start(self, value):
-        if value:
-            raise serializers.ValidationError("Upload jobs start as drafts: add files, then start. Or use /upload.")
-        return value
+    source_type = fields.ChoiceField(choices=[SourceType.UPLOAD])
+
+    def validate(self, attrs):
+        return {**attrs, "start": False}
 
 
 SOURCE_SERIALIZERS = {
@@ -281,11 +279,19 @@ class UploadOptionsSerializer(JobOptionsSerializer):
     )
 
 
+@extend_schema_field({"type": "string", "format": "binary", "minLength": 1})
+class DocumentField(serializers.FileField):
+    """For the schema: a file part, never empty (400 ``empty_file``)."""
+
+
 class UploadSerializer(UploadOptionsSerializer):
     """For the schema: the multipart form."""
 
     files = serializers.ListField(
-        child=serializers.FileField(), min_length=1, help_text="One or more files (one job each)."
+        child=DocumentField(),
+        min_length=1,
+        max_length=settings.UPLOAD_MAX_FILES,
+        help_text="One or more files (one job each), at most UPLOAD_MAX_FILES.",
     )
 
 
@@ -301,7 +307,9 @@ class UploadResponseSerializer(serializers.Serializer):
 class AddFilesSerializer(serializers.Serializer):
     """For the schema: the multipart form."""
 
-    files = serializers.ListField(child=serializers.FileField(), min_length=1)
+    files = serializers.ListField(
+        child=DocumentField(), min_length=1, max_length=settings.JOB_MAX_FILES, help_text="At most JOB_MAX_FILES."
+    )
 
 
 ADD_FILES_REQUEST = {"multipart/form-data": AddFilesSerializer}

@@ -47,7 +47,9 @@ IDEMPOTENCY_HEADER = OpenApiParameter(
 )
 NOT_CANCELLABLE = "`invalid_state`: the job is finished or already being cancelled."
 NOT_A_DRAFT = "`invalid_state`: the job is not a draft any more."
-NO_RESULT = "`not_found`; `job_not_completed` until the job completes; `result_expired` after RESULT_RETENTION."
+NO_PIPELINE = "`not_found`: no active pipeline of your organization has this `pipeline_id`."
+NOT_COMPLETED = "`job_not_completed`: the job has no result until it completes."
+NO_RESULT = "`not_found`; `result_expired`: the result was deleted after RESULT_RETENTION."
 
 
 @extend_schema(tags=["jobs"])
@@ -99,7 +101,10 @@ class JobViewSet(viewsets.GenericViewSet):
         responses={
             201: JobSerializer,
             200: JobSerializer,
-            **errors(conflict="`idempotency_key_reused`: the Idempotency-Key came with another request."),
+            **errors(
+                not_found=NO_PIPELINE,
+                conflict="`idempotency_key_reused`: the Idempotency-Key came with another request.",
+            ),
         },
         parameters=[IDEMPOTENCY_HEADER],
         examples=[
@@ -138,7 +143,8 @@ class JobViewSet(viewsets.GenericViewSet):
 
     @extend_schema(
         summary="Cancel a job (one step)",
-        description="Like POST /cancel without the confirmation. Jobs are never deleted through the API.",
+        description="Cancels the job, like POST /cancel without the confirmation. Jobs are never deleted through "
+        "the API: the job stays readable, `cancelled` (or `cancelling` while its worker stops).",
         responses={204: None, **errors(conflict=NOT_CANCELLABLE)},
     )
     def destroy(self, request, pk=None):
@@ -181,7 +187,12 @@ class JobViewSet(viewsets.GenericViewSet):
         description="Creates a new queued job with the same source, files and configuration, optionally "
         "overriding priority, mode and metadata. Both jobs link to each other.",
         request=RetrySerializer,
-        responses={201: JobSerializer, **errors(conflict="`invalid_state`: only failed or cancelled jobs.")},
+        responses={
+            201: JobSerializer,
+            **errors(
+                not_found=f"No such job; {NO_PIPELINE}", conflict="`invalid_state`: only failed or cancelled jobs."
+            ),
+        },
     )
     @action(detail=True, methods=["post"])
     def retry(self, request, pk=None):
@@ -251,7 +262,10 @@ class JobViewSet(viewsets.GenericViewSet):
         services.job_file_delete(job=job, job_file=job_file)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
-    @extend_schema(summary="The job's result", responses={200: JobResultSerializer, **errors(not_found=NO_RESULT)})
+    @extend_schema(
+        summary="The job's result",
+        responses={200: JobResultSerializer, **errors(not_found=NO_RESULT, conflict=NOT_COMPLETED)},
+    )
     @action(detail=True, methods=["get"])
     def result(self, request, pk=None):
         result = selectors.job_result(job=self.get_object())
@@ -260,7 +274,11 @@ class JobViewSet(viewsets.GenericViewSet):
     @extend_schema(
         summary="The extracted text, streamed as text/plain",
         description="Redirects (302) to a presigned URL when results are stored on S3. Errors are JSON.",
-        responses={(200, "text/plain"): OpenApiTypes.STR, 302: None, **errors(not_found=NO_RESULT)},
+        responses={
+            (200, "text/plain"): OpenApiTypes.STR,
+            302: None,
+            **errors(not_found=NO_RESULT, conflict=NOT_COMPLETED),
+        },
     )
     @action(detail=True, methods=["get"], url_path="result/text")
     def result_text(self, request, pk=None):
@@ -299,7 +317,7 @@ class UploadView(APIView):
         "is checked while receiving (413), type from the content (415). All or nothing: any failure leaves no "
         "job and no stored file.",
         request=UPLOAD_REQUEST,
-        responses={201: UploadResponseSerializer},
+        responses={201: UploadResponseSerializer, **errors(not_found=NO_PIPELINE)},
     )
     def post(self, request):
         files = received_files(request, max_files=settings.UPLOAD_MAX_FILES)

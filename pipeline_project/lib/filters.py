@@ -12,7 +12,8 @@ class FilterSet(filters.FilterSet):
         valid = super().is_valid()
         for name, declared in self.filters.items():
             empty = name in self.data and self.data.get(name) == ""
-            if empty and not isinstance(declared, filters.BaseCSVFilter | filters.CharFilter):
+            lists = filters.BaseCSVFilter | filters.MultipleChoiceFilter
+            if empty and not isinstance(declared, lists | filters.CharFilter):
                 self.form.add_error(name, "Must not be empty.")
                 valid = False
         return valid

@@ -18,10 +18,12 @@ class QueryStringMiddleware:
     - longer than ``REQUEST_MAX_QUERY_LENGTH`` characters (as sent, percent-encoded): 414
       ``query_too_long``. gunicorn's own limit (``--limit-request-line``) is set above it, so
       that clients get this JSON answer rather than the server's HTML page;
-    - a parameter given twice (``?page=1&page=2``): 400 ``invalid`` naming it. No API parameter
-      repeats (lists are comma-separated, ``?status=failed,cancelled``), so a repeat is a client
+    - a parameter given twice (``?page=1&page=2``): 400 ``invalid`` naming it, unless it is a list
+      (``LIST_PARAMETERS``, declared as arrays in the schema). A repeated single value is a client
       bug that would otherwise be resolved silently by whichever value a view happens to read.
     """
+
+    LIST_PARAMETERS = frozenset({"status"})
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -34,9 +36,11 @@ class QueryStringMiddleware:
         if length > limit:
             message = f"The query string has {length} characters; at most {limit} are accepted."
             return JsonResponse(error_body("query_too_long", message), status=414)
-        repeated = sorted(name for name, values in request.GET.lists() if len(values) > 1)
+        repeated = sorted(
+            name for name, values in request.GET.lists() if len(values) > 1 and name not in self.LIST_PARAMETERS
+        )
         if repeated:
-            details = {name: ["Given more than once; send it once (lists are comma-separated)."] for name in repeated}
+            details = {name: ["Given more than once; send it once."] for name in repeated}
             return JsonResponse(error_body("invalid", "Invalid input.", details), status=400)
         return self.get_response(request)
 

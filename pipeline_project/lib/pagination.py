@@ -247,8 +247,16 @@ class PageOrCursorPagination(BasePagination):
         return [page, cursor, *sizes]
 
 
+class _CursorEncoder(DjangoJSONEncoder):
+    """Datetimes in full (microseconds): DjangoJSONEncoder rounds to milliseconds, and a cursor must
+    name the exact row it stopped at, or rows created in the same millisecond repeat or vanish."""
+
+    def default(self, o):
+        return o.isoformat() if isinstance(o, datetime) else super().default(o)
+
+
 def _encode(values: list) -> str:
-    raw = json.dumps(values, cls=DjangoJSONEncoder, separators=(",", ":")).encode()
+    raw = json.dumps(values, cls=_CursorEncoder, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 

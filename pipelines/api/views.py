@@ -100,7 +100,8 @@ class PipelineViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets
 
     @extend_schema(
         summary="Delete a pipeline",
-        description="A pipeline jobs refer to is deactivated instead (it keeps their history).",
+        description="Deletes a pipeline no job used (then 404). One that jobs used is deactivated instead and stays "
+        "readable with `is_active: false`, keeping their history.",
         responses={204: None, **errors(conflict=DEFAULT_KEPT)},
     )
     def destroy(self, request, pk=None):

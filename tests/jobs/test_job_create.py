@@ -82,7 +82,6 @@ def test_an_api_key_is_recorded_as_creator(owner_key, org):
         ({"metadata": {"big": "x" * 17000}}, "metadata"),
         ({"file_size": -1}, "file_size"),
         ({"source_type": "text", "source_uri": ""}, "text"),
-        ({"source_type": "upload", "start": True}, "start"),
         ({"source_type": "url", "source_uri": 5}, "source_uri"),
     ],
 )

@@ -34,7 +34,8 @@ def upload(client, name, data, **fields):
 )  # fmt: skip
 def test_a_document_goes_in_and_its_text_comes_out(as_member, run_worker, name, data, text):
     job_id = upload(as_member, name, data)
-    assert as_member.get(f"{JOBS}/{job_id}/result").json()["error"]["code"] == "job_not_completed"
+    early = as_member.get(f"{JOBS}/{job_id}/result")
+    assert early.status_code == 409 and early.json()["error"]["code"] == "job_not_completed"
     run_worker()
     job = as_member.get(f"{JOBS}/{job_id}").json()
     assert job["status"] == "completed", job["error"]
@@ -69,7 +70,7 @@ def test_a_corrupt_pdf_fails_with_a_clear_error(as_member, run_worker):
     assert job["status"] == "failed"
     assert job["error"]["code"] == "invalid_document" and job["error"]["stage"] == "extract_text"
     assert job["files"][0]["status"] == "failed" and job["files"][0]["error"]
-    assert as_member.get(f"{JOBS}/{job_id}/result").status_code == 404
+    assert as_member.get(f"{JOBS}/{job_id}/result").status_code == 409  # job_not_completed: it failed
 
 
 def test_a_zip_bomb_docx_fails_before_unpacking(as_member, org, run_worker):
