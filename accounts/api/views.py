@@ -1,6 +1,7 @@
 from django.core.exceptions import ObjectDoesNotExist
 from drf_spectacular.utils import OpenApiExample, extend_schema
 from rest_framework import mixins, status, viewsets
+from rest_framework.exceptions import AuthenticationFailed, ValidationError
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -47,6 +48,7 @@ class _TokenView(APIView):
     permission_classes = [AllowAny]
     throttle_classes = [AnonRateThrottle]
     token_serializer_class = None
+    rejected = InvalidToken  # what a credential that passed our shape check but not simplejwt's is
 
     def get_authenticate_header(self, request):
         return 'Bearer realm="api"'  # keeps failed logins 401 (DRF turns 401 without it into 403)
@@ -59,11 +61,14 @@ class _TokenView(APIView):
             raise InvalidToken(exc.args[0]) from exc
         except ObjectDoesNotExist:  # a refresh token of a user deleted since
             raise InvalidToken("The token's user no longer exists.") from None
+        except ValidationError:  # our serializer checked the shape; simplejwt's trims, so "\f" is blank there
+            raise self.rejected() from None
         return serializer.validated_data
 
 
 class LoginView(_TokenView):
     token_serializer_class = TokenObtainPairSerializer
+    rejected = AuthenticationFailed
     throttle_classes = [AnonRateThrottle, LoginRateThrottle]
 
     @extend_schema(

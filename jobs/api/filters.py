@@ -18,7 +18,7 @@ class ListWidget(forms.SelectMultiple):
 
     def value_from_datadict(self, data, files, name):
         values = data.getlist(name) if hasattr(data, "getlist") else [data.get(name, "")]
-        return [item for value in values for item in value.split(",") if item]
+        return [item for value in values for item in value.split(",")]  # "" is an item, and not a status
 
 
 class ChoiceListFilter(filters.MultipleChoiceFilter):

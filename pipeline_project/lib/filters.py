@@ -5,15 +5,14 @@ import django_filters as filters
 
 class FilterSet(filters.FilterSet):
     """``?pipeline=`` or ``?created_after=`` is not a UUID or a date-time; django-filter would
-    quietly drop it, and the schema (which the server must not be looser than) forbids it.
-    Text filters and comma-separated lists keep the empty value (no filter; an empty list)."""
+    quietly drop it, and the schema (which the server must not be looser than) forbids it. Only
+    text filters take an empty value (no filter). A list's items are checked by its own field."""
 
     def is_valid(self) -> bool:
         valid = super().is_valid()
         for name, declared in self.filters.items():
             empty = name in self.data and self.data.get(name) == ""
-            lists = filters.BaseCSVFilter | filters.MultipleChoiceFilter
-            if empty and not isinstance(declared, lists | filters.CharFilter):
+            if empty and not isinstance(declared, filters.CharFilter):
                 self.form.add_error(name, "Must not be empty.")
                 valid = False
         return valid

@@ -32,7 +32,7 @@ MAX_PAGE = 2**31 - 1  # documented as the maximum: far past any real list, and n
 def _positive_int(request, name: str, default: int, maximum: int | None = None) -> int:
     """A query parameter of ASCII digits in ``1..maximum``; 400 naming it otherwise."""
     raw = request.query_params.get(name)
-    if raw in (None, ""):
+    if raw is None:
         return default
     if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
         raise serializers.ValidationError({name: ["Must be a positive integer."]})

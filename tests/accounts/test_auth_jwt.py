@@ -68,6 +68,13 @@ def test_it_refuses_garbage_and_access_tokens_as_refresh_tokens(anon, owner):
     assert anon.post(REFRESH, {"refresh": access}, format="json").status_code == 401
 
 
+def test_blank_looking_credentials_are_401_not_400(anon):
+    assert anon.post(REFRESH, {"refresh": "\f"}, format="json").status_code == 401
+    assert anon.post(LOGOUT, {"refresh": " "}, format="json").status_code == 401
+    response = anon.post(LOGIN, {"username": "\t", "password": " "}, format="json")
+    assert response.status_code == 401 and response.json()["error"]["code"] == "authentication_failed"
+
+
 def test_it_refuses_the_refresh_token_of_a_deleted_user_with_401(anon, owner):
     tokens = login(anon, owner)
     owner.delete()

@@ -183,7 +183,17 @@ def test_statuses_are_repeated_or_comma_separated_and_checked(as_owner):
 @pytest.mark.parametrize("name", ["pipeline", "created_after", "created_before", "source_type", "priority"])
 def test_typed_filters_refuse_an_empty_value(as_owner, name):
     assert error_of(as_owner.get(f"{JOBS}?{name}="), 400)["details"] == {name: ["Must not be empty."]}
-    assert as_owner.get(f"{JOBS}?search=&status=").status_code == 200
+    assert as_owner.get(f"{JOBS}?search=").status_code == 200
+
+
+@pytest.mark.parametrize("query", ["status=", "status=queued,", "status=queued&status="])
+def test_an_empty_status_is_not_a_status(as_owner, query):
+    assert "status" in error_of(as_owner.get(f"{JOBS}?{query}"), 400)["details"]
+
+
+@pytest.mark.parametrize("name", ["page", "page_size", "limit"])
+def test_empty_page_parameters_are_400(as_owner, name):
+    assert name in error_of(as_owner.get(f"{PIPELINES}?{name}="), 400)["details"]
 
 
 def test_search_with_nul_is_400(as_owner):
