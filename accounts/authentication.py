@@ -31,6 +31,24 @@ class NotAMember(exceptions.PermissionDenied):
     default_code = "not_a_member"
 
 
+SCHEMES = ("bearer", "api-key")
+
+
+def check_one_credential(request) -> None:
+    """A request carries one credential, in a scheme we know. Otherwise each authentication class
+    would look at "its" header and a valid one would hide a bad one (``X-API-Key: <valid>`` beside
+    ``Authorization: garbage``): 401 instead. Called by the first class, ``JWTAuthentication``."""
+    authorization, api_key = request.headers.get("Authorization"), request.headers.get("X-API-Key")
+    if authorization is not None and api_key is not None:
+        raise exceptions.AuthenticationFailed(
+            _("Send one credential: an Authorization header or X-API-Key, not both."), code="ambiguous_credentials"
+        )
+    if authorization is not None and authorization.partition(" ")[0].lower() not in SCHEMES:
+        raise exceptions.AuthenticationFailed(
+            _("Unsupported Authorization scheme: use Bearer <token> or Api-Key <key>."), code="unsupported_scheme"
+        )
+
+
 @lru_cache(maxsize=4096)
 def _verified_token(raw_token: bytes):
     """A token's signature and claims never change: verify each once per process.
@@ -57,6 +75,7 @@ class JWTAuthentication(simplejwt.JWTAuthentication):
         return token
 
     def authenticate(self, request):
+        check_one_credential(request)
         header = self.get_header(request)
         raw_token = None if header is None else self.get_raw_token(header)
         if raw_token is None:

@@ -7,7 +7,7 @@ ready for a 400 response. Everything the validation checks is in the published s
 (``fetch`` runs first; a stage's prerequisites are added before it when missing).
 """
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, validators
 
 from pipelines.stages import REGISTRY
 
@@ -20,6 +20,11 @@ RETRY_SCHEMA = {
         "backoff_seconds": {"type": "number", "minimum": 0, "maximum": 300, "default": 1},
     },
 }
+# JSON Schema counts 1.0 as an integer; stages would then get a float where they slice or count.
+_INTEGERS = Draft202012Validator.TYPE_CHECKER.redefine(
+    "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
+)
+Validator = validators.extend(Draft202012Validator, type_checker=_INTEGERS)
 _STAGE_KEYS = {"name", "params", "retry"}
 MAX_STAGES = 50
 
@@ -53,7 +58,7 @@ def validate_config(config) -> dict[str, list[str]]:
 
 
 def _check(schema: dict, value, path: str, errors: dict) -> None:
-    for error in Draft202012Validator(schema).iter_errors(value):
+    for error in Validator(schema).iter_errors(value):
         where = ".".join([path, *(str(part) for part in error.absolute_path)])
         if error.validator == "additionalProperties":
             message = "Unknown parameter: " + ", ".join(sorted(set(error.instance) - set(schema["properties"])))

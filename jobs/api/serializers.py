@@ -55,7 +55,7 @@ def metadata_field(**kwargs) -> fields.JSONObjectField:
 
 
 class JobOptionsSerializer(serializers.Serializer):
-    """What a job runs with; shared by creation, upload and retry overrides."""
+    """What a job runs with: pipeline, mode, priority and your own metadata."""
 
     pipeline_id = fields.UUIDField(
         required=False, allow_null=True, help_text="An active pipeline of your organization; its current version runs."
@@ -66,7 +66,7 @@ class JobOptionsSerializer(serializers.Serializer):
 
 
 class _JobSourceSerializer(JobOptionsSerializer):
-    """Fields every kind of job source has; the subclasses add their own."""
+    # Fields every kind of job source has; the subclasses add their own.
 
     file_name = fields.CharField(required=False, allow_blank=True, max_length=255, default="")
     file_size = fields.IntegerField(required=False, allow_null=True, min_value=0)
@@ -170,7 +170,9 @@ class PipelineRefSerializer(serializers.Serializer):
 
 
 class JobSerializer(serializers.Serializer):
-    """A job in JSON (DESIGN.md). Built by hand in ``to_representation``: lists render many."""
+    """A job: its source, status, progress, pipeline, error and links."""
+
+    # Built by hand in ``to_representation`` (lists render many), the fields document it.
 
     id = serializers.UUIDField()
     status = serializers.ChoiceField(choices=JobStatus.choices)
@@ -281,11 +283,11 @@ class UploadOptionsSerializer(JobOptionsSerializer):
 
 @extend_schema_field({"type": "string", "format": "binary", "minLength": 1})
 class DocumentField(serializers.FileField):
-    """For the schema: a file part, never empty (400 ``empty_file``)."""
+    pass  # for the schema: a file part, never empty (400 ``empty_file``)
 
 
 class UploadSerializer(UploadOptionsSerializer):
-    """For the schema: the multipart form."""
+    """Documents to upload (one queued job each) and the options every job of them takes."""
 
     files = serializers.ListField(
         child=DocumentField(),
@@ -305,7 +307,7 @@ class UploadResponseSerializer(serializers.Serializer):
 
 
 class AddFilesSerializer(serializers.Serializer):
-    """For the schema: the multipart form."""
+    """Documents to add to a draft job."""
 
     files = serializers.ListField(
         child=DocumentField(), min_length=1, max_length=settings.JOB_MAX_FILES, help_text="At most JOB_MAX_FILES."

@@ -37,6 +37,9 @@ def received_files(request, *, max_files: int) -> list[UploadedFile]:
     400 if there are none. Call before anything reads ``request.data``."""
     request._request.upload_handlers = [LimitedUploadHandler(request._request, max_files=max_files)]
     received = request.FILES.getlist("files") + request.FILES.getlist("file")
+    if request.POST.getlist("files") or request.POST.getlist("file"):  # text parts: none of them is a file
+        raise ApplicationError("Send documents as file parts (with a filename).", code="invalid",
+                               details={"files": ["A part named files has no filename: not a file."]})  # fmt: skip
     if not received:
         raise ApplicationError("Send one or more files in the field `files`.", code="invalid",
                                details={"files": ["No file was submitted."]})  # fmt: skip

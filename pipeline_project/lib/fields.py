@@ -11,6 +11,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.validators import RegexValidator
 from django.db import models
 from django.http import QueryDict
+from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
@@ -28,11 +29,11 @@ class _StrictType:
     """Refuses input that is not one of ``accepted_types`` (bool is never an int here)."""
 
     accepted_types: tuple[type, ...] = (str,)
-    type_name = "string"
+    type_name = "a string"
 
     def to_internal_value(self, data):
         if isinstance(data, bool) and bool not in self.accepted_types or not isinstance(data, self.accepted_types):
-            raise serializers.ValidationError(f"Must be a {self.type_name}.", code="invalid")
+            raise serializers.ValidationError(f"Must be {self.type_name}.", code="invalid")
         return super().to_internal_value(data)
 
 
@@ -93,11 +94,19 @@ class EmailField(_StrictType, serializers.EmailField):
 
 
 class UUIDField(_StrictType, serializers.UUIDField):
-    type_name = "UUID string"
+    type_name = "a UUID string"
 
 
 class DateTimeField(_StrictType, serializers.DateTimeField):
-    type_name = "date-time string (ISO 8601)"
+    """An ISO 8601 date-time with its offset (``Z`` or ``+02:00``), as the schema's ``date-time`` says."""
+
+    type_name = "a date-time string (ISO 8601)"
+
+    def to_internal_value(self, data):
+        value = super().to_internal_value(data)
+        if isinstance(data, str) and parse_datetime(data) is not None and parse_datetime(data).tzinfo is None:
+            raise serializers.ValidationError("Must include a time-zone offset, e.g. Z or +02:00.", code="invalid")
+        return value
 
 
 class ChoiceField(_StrictType, serializers.ChoiceField):
@@ -108,7 +117,7 @@ class IntegerField(_StrictType, serializers.IntegerField):
     """An integer; bounded to 64 bits unless narrower bounds are given."""
 
     accepted_types = (int,)
-    type_name = "integer"
+    type_name = "an integer"
 
     def __init__(self, **kwargs):
         kwargs.setdefault("min_value", INT64_MIN)
@@ -155,7 +164,8 @@ class JSONObjectField(serializers.JSONField):
 
 
 class ModelSerializer(serializers.ModelSerializer):
-    """Model fields become the strict fields above."""
+    # Model fields become the strict fields above. (A comment, not a docstring: drf-spectacular
+    # would publish a docstring as every subclass's description.)
 
     serializer_field_mapping = {
         **serializers.ModelSerializer.serializer_field_mapping,

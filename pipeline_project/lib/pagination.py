@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 from django.conf import settings
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.core.serializers.json import DjangoJSONEncoder
-from django.db import connection
+from django.db import connection, models
 from django.db.models import Q
 from rest_framework import serializers
 from rest_framework.pagination import BasePagination
@@ -172,7 +172,7 @@ class CursorPagination(BasePagination):
             fields = [model._meta.get_field(name.lstrip("-")) for name in self.ordering]
             if not isinstance(raw, list) or len(raw) != len(fields):
                 raise ValueError
-            values = [field.to_python(value) for field, value in zip(fields, raw, strict=True)]
+            values = [_cursor_value(field, value) for field, value in zip(fields, raw, strict=True)]
             for value in values:  # what the database could not compare with: 500s otherwise
                 if isinstance(value, int) and not INT64_MIN <= value <= INT64_MAX:
                     raise ValueError
@@ -245,6 +245,15 @@ class PageOrCursorPagination(BasePagination):
         cursor["description"] = "Switches to cursor pages (no total): empty for the first, then `next_cursor`."
         page = _integer_param("page", "Page number, from 1 (without `cursor`).", MAX_PAGE)
         return [page, cursor, *sizes]
+
+
+def _cursor_value(field, value):
+    """A decoded cursor value as the field's Python value, if it has the JSON type the field's
+    values are encoded as (integers as numbers, everything else as strings); ValueError if not."""
+    expected = int if isinstance(field, models.IntegerField) else str
+    if isinstance(value, bool) or not isinstance(value, expected):
+        raise ValueError(f"{field.name}: expected {expected.__name__}")
+    return field.to_python(value)
 
 
 class _CursorEncoder(DjangoJSONEncoder):

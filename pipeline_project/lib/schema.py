@@ -9,7 +9,7 @@ conflict, 401 on the public token endpoints), always with the one ``Error`` body
 from django.core.exceptions import ImproperlyConfigured
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import force_instance, is_serializer, warn
-from drf_spectacular.utils import OpenApiResponse, PolymorphicProxySerializer
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, PolymorphicProxySerializer
 from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
@@ -35,6 +35,7 @@ ERROR_DESCRIPTIONS = {
     403: "Authenticated, but missing the required permission (`permission_denied`).",
     404: "No such object in your organization (`not_found`).",
     409: "The request conflicts with the object's current state (`invalid_state`, ...).",
+    411: "A chunked body this server cannot read, or a chunked upload: send Content-Length (`length_required`).",
     413: "The body or a file is larger than this server accepts (`request_too_large`, `file_too_large`).",
     414: "The query string is longer than this server accepts (`query_too_long`).",
     415: "Unsupported content type (`unsupported_media_type`).",
@@ -51,6 +52,16 @@ def errors(*codes: int, **notes: str) -> dict:
     for name, note in notes.items():
         described[by_name[name]] = note
     return {code: OpenApiResponse(ErrorSerializer, description=text) for code, text in described.items()}
+
+
+ORGANIZATION_PARAMETER = OpenApiParameter(
+    "X-Organization",
+    str,
+    OpenApiParameter.HEADER,
+    description="With a JWT: the organization to act in (its id or slug), if you belong to several; default: "
+    "your default one; one you are not a member of is 403 `not_a_member`. Ignored with an API key, which "
+    "belongs to one organization.",
+)
 
 
 class AutoSchema(SpectacularAutoSchema):
@@ -80,6 +91,12 @@ class AutoSchema(SpectacularAutoSchema):
                     warn(f"{type(part).__name__}.{name} is not a strict field (pipeline_project.lib.fields).")
         return super()._get_request_for_media_type(serializer, direction)
 
+    def get_override_parameters(self):
+        parameters = list(super().get_override_parameters())
+        if not any(cls is AllowAny for cls in getattr(self.view, "permission_classes", [])):
+            parameters.append(ORGANIZATION_PARAMETER)
+        return parameters
+
     def _get_request_body(self, direction="request"):
         body = super()._get_request_body(direction)
         if body is not None and isinstance(force_instance(self.get_request_serializer()), PolymorphicProxySerializer):
@@ -98,7 +115,7 @@ class AutoSchema(SpectacularAutoSchema):
     def _default_error_codes(self) -> list[int]:
         codes = [400, 414]
         if self.method in {"POST", "PUT", "PATCH"}:
-            codes += [413, 415]
+            codes += [411, 413, 415]
         if not any(cls is AllowAny for cls in getattr(self.view, "permission_classes", [])):
             codes += [401, 403]
         if "{" in self.path:

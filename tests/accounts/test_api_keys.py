@@ -5,7 +5,7 @@ from django.db import connection
 from django.utils import timezone
 
 from accounts.models import ApiKey, Membership
-from tests.conftest import jwt_client, key_client
+from tests.conftest import Client, jwt_client, key_client
 from tests.factories import ApiKeyFactory
 
 KEYS, ME = "/api/v1/auth/api-keys", "/api/v1/auth/me"
@@ -201,3 +201,28 @@ def test_it_throttles_per_key(owner_key, org, owner, settings):
     other = ApiKeyFactory(organization=org, created_by=owner)
     assert key_client(other.raw_key).get(ME).status_code == 200  # its own bucket
     assert jwt_client(owner).get(ME).status_code == 200  # the user's JWT bucket is separate too
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"HTTP_AUTHORIZATION": "garbage"},
+        {"HTTP_AUTHORIZATION": "Basic dXNlcjpwdw=="},
+        {"HTTP_AUTHORIZATION": "Bearer nonsense"},
+        {"HTTP_X_API_KEY": "dpk_nonsense"},
+    ],
+)
+def test_a_bad_credential_beside_a_good_key_is_401(owner_key, headers):
+    client = Client()
+    good = {"HTTP_X_API_KEY": owner_key.raw_key}
+    if "HTTP_X_API_KEY" in headers:  # the good one in Authorization, the bad one in X-API-Key
+        good = {"HTTP_AUTHORIZATION": f"Api-Key {owner_key.raw_key}"}
+    client.credentials(**good, **headers)
+    response = client.get("/api/v1/auth/me")
+    assert response.status_code == 401, headers
+    assert response.json()["error"]["code"] in {"ambiguous_credentials", "unsupported_scheme"}
+
+
+def test_an_unknown_authorization_scheme_alone_is_401(anon):
+    anon.credentials(HTTP_AUTHORIZATION="Token abc")
+    assert anon.get("/api/v1/auth/me").json()["error"]["code"] == "unsupported_scheme"

@@ -200,3 +200,10 @@ def test_files_of_other_organizations_are_404(as_outsider, as_member, draft, org
                                         mime_type="text/plain", sha256="0" * 64)  # fmt: skip
     assert as_member.delete(f"{JOBS}/{draft.id}/files/{other_file.id}").status_code == 404
     assert as_member.delete(f"{JOBS}/{draft.id}/files/not-a-uuid").status_code == 404
+
+
+def test_a_files_part_that_is_not_a_file_is_400_not_ignored(as_member):
+    document = SimpleUploadedFile("a.txt", b"hello", content_type="text/plain")
+    response = as_member.post("/api/v1/upload", {"files": [document, "just text"]}, format="multipart")
+    assert response.status_code == 400 and "files" in response.json()["error"]["details"]
+    assert not Job.objects.exists()

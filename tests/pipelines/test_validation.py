@@ -35,3 +35,9 @@ def test_order_rules_are_resolved_not_refused():
     stages = normalized(config)["stages"]
     assert [s["name"] for s in stages] == ["fetch", "detect", "extract_text", "quality", "language"]
     assert stages[0]["params"] == {"max_bytes": 10}
+
+
+@pytest.mark.parametrize("params", [{"max_pages": 1.0}, {"max_pages": True}, {"max_chars": 10.5}])
+def test_integer_parameters_take_integers_only(params):
+    config = {"stages": [{"name": "detect"}, {"name": "extract_text", "params": params}]}
+    assert set(validate_config(config)) == {f"config.stages[1].params.{next(iter(params))}"}

@@ -147,10 +147,20 @@ def _cursor(values) -> str:
 @pytest.mark.parametrize(
     "values",
     [["2026-01-01T00:00:00Z", "a\u0000"], ["9999-12-31T23:59:59-23:59", "x"],
-     ["2026-01-01T00:00:00", "00000000-0000-0000-0000-000000000000"], "nested" * 0 or [[[[1]]]]],
+     ["2026-01-01T00:00:00", "00000000-0000-0000-0000-000000000000"], [[[[1]]]], [None, None],
+     [None, "00000000-0000-0000-0000-000000000000"], ["2026-01-01T00:00:00Z", None], [1.5, "x"]],
 )  # fmt: skip
 def test_cursors_that_could_not_reach_the_database_are_400(as_owner, values):
     assert error_of(as_owner.get(f"{JOBS}?cursor={_cursor(values)}"), 400)["details"] == {"cursor": ["Invalid cursor."]}
+
+
+@pytest.mark.parametrize("value", [True, [], 1e23, 1.5, None, 7])
+def test_cursor_values_must_have_their_fields_json_type(as_owner, value):
+    cursor = _cursor([value, "00000000-0000-0000-0000-000000000000"])
+    for sort_by in ("file_name", "status"):
+        assert error_of(as_owner.get(f"{JOBS}?sort_by={sort_by}&cursor={cursor}"), 400)["details"] == {
+            "cursor": ["Invalid cursor."]
+        }
 
 
 def test_event_cursors_past_bigint_are_400(as_owner):
