@@ -142,7 +142,7 @@ def _announce(job: Job, *, actor: str, message: str) -> None:
 
 def _pipeline_version(principal: Principal, pipeline_id: uuid.UUID | None, *, within: str = "") -> PipelineVersion:
     """The version a new job runs: the current one of ``pipeline_id`` if it is an active pipeline
-    of the caller's organization (else 404 naming the field, nested ``within`` another), or of the
+    of the caller's organization (else 404 naming the field, ``<within>.pipeline_id`` inside another), or of the
     organization's default pipeline when None. Call it inside the job's transaction: a default
     pipeline created on first use then rolls back with a job that fails."""
     if pipeline_id is None:
@@ -150,8 +150,7 @@ def _pipeline_version(principal: Principal, pipeline_id: uuid.UUID | None, *, wi
     version = pipeline_for_job(principal=principal, pipeline_id=pipeline_id)
     if version is None:
         message = "No active pipeline of your organization has this id."
-        details = {"pipeline_id": [message]}
-        raise NotFoundError(message, details={within: details} if within else details)
+        raise NotFoundError(message, details={f"{within}.pipeline_id" if within else "pipeline_id": [message]})
     return version
 
 

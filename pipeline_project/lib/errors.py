@@ -99,10 +99,36 @@ def exception_handler(exc: Exception, context: dict) -> Response | None:
     return response
 
 
+def field_errors(data, path: str = "") -> dict[str, list[str]]:
+    """DRF's validation errors, flat: ``{"<path>": ["message", ...]}`` whatever the nesting, with
+    paths like ``updated_config.pipeline_id``, ``scopes[2]`` or ``config.stages[0].name`` (a key that
+    already names its full path is kept as it is)."""
+    if isinstance(data, dict):
+        flat: dict[str, list[str]] = {}
+        for key, value in data.items():
+            if isinstance(key, int):  # a list field's item: DRF keys it by its index
+                inner = f"{path}[{key}]"
+            elif path and str(key) != path and not str(key).startswith((f"{path}.", f"{path}[")):
+                inner = f"{path}.{key}"
+            else:
+                inner = str(key)
+            for name, messages in field_errors(value, inner).items():
+                flat.setdefault(name, []).extend(messages)
+        return flat
+    if isinstance(data, list) and any(isinstance(item, dict | list) for item in data):
+        flat = {}
+        for index, item in enumerate(data):
+            if item:  # DRF keeps an empty entry for each valid item of a list
+                for name, messages in field_errors(item, f"{path}[{index}]").items():
+                    flat.setdefault(name, []).extend(messages)
+        return flat
+    messages = data if isinstance(data, list) else [data]
+    return {path or "non_field_errors": [str(message) for message in messages]}
+
+
 def _reshape(exc: Exception, data) -> dict:
     if isinstance(exc, exceptions.ValidationError):
-        details = data if isinstance(data, dict) else {"non_field_errors": data}
-        return error_body("invalid", "Invalid input.", details)
+        return error_body("invalid", "Invalid input.", field_errors(data))
     if isinstance(exc, exceptions.Throttled):
         return error_body("throttled", str(exc.detail), {"retry_after": exc.wait and int(exc.wait + 0.999)})
     if isinstance(exc, exceptions.APIException):

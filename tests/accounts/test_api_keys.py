@@ -116,7 +116,7 @@ def test_it_defaults_scopes_to_the_creators_permissions(as_member):
 @pytest.mark.parametrize(
     "data, field",
     [
-        ({"scopes": ["jobs:fly"]}, "scopes"),
+        ({"scopes": ["jobs:fly"]}, "scopes[0]"),
         ({"scopes": []}, "scopes"),
         ({"expires_at": "2001-01-01T00:00:00Z"}, "expires_at"),
         ({"expires_at": "tomorrow"}, "expires_at"),

@@ -70,4 +70,4 @@ def test_uploads_and_retries_take_a_pipeline(as_member, org):
     other = make_pipeline(OrganizationFactory(), name="theirs")
     refused = as_member.post(f"{JOBS}/{failed.id}/retry", {"updated_config": {"pipeline_id": str(other.id)}},
                              format="json")  # fmt: skip
-    assert refused.status_code == 404 and "updated_config" in refused.json()["error"]["details"]
+    assert refused.status_code == 404 and "updated_config.pipeline_id" in refused.json()["error"]["details"]

@@ -50,7 +50,7 @@ def test_only_failed_or_cancelled_jobs_can_be_retried(as_member, org, status):
 
 def test_retry_validates_overrides_and_permissions(as_member, as_viewer, as_outsider, failed_job):
     bad = as_member.post(f"{JOBS}/{failed_job.id}/retry", {"updated_config": {"priority": "asap"}}, format="json")
-    assert bad.status_code == 400 and "updated_config" in bad.json()["error"]["details"]
+    assert bad.status_code == 400 and "updated_config.priority" in bad.json()["error"]["details"]
     assert as_viewer.post(f"{JOBS}/{failed_job.id}/retry", {}, format="json").status_code == 403
     assert as_outsider.post(f"{JOBS}/{failed_job.id}/retry", {}, format="json").status_code == 404
 
