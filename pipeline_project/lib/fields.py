@@ -2,8 +2,9 @@
 
 DRF's stock fields coerce: ``{"name": 0}`` becomes ``"0"``, ``{"start": 0}`` becomes
 ``False``, ``{"pipeline_id": 5}`` a UUID. A typed client never sends those, and accepting
-them makes the server looser than its schema. Every request serializer uses these fields
-(``tests/project/test_strict_fields.py`` checks that new ones do too). Form bodies
+them makes the server looser than its schema. Every request serializer uses these fields: schema
+generation (``lib.schema.AutoSchema``) warns about any writable field that is not one of them, and
+``tests/project/test_openapi.py`` fails on warnings, so a new endpoint cannot slip. Form bodies
 (multipart) carry only text, so booleans and JSON objects also accept their text form there.
 """
 

@@ -50,3 +50,23 @@ def test_no_credentials_gets_401_on_every_protected_endpoint(schema, anon, db):
         assert response.json()["error"]["code"] == "not_authenticated"
         checked += 1
     assert checked >= 5
+
+
+def test_loose_request_fields_are_found_nested_and_in_lists():
+    from rest_framework import serializers
+
+    from pipeline_project.lib import fields
+    from pipeline_project.lib.fields import loose_fields
+
+    class Inner(serializers.Serializer):
+        ok = fields.CharField()
+        loose = serializers.IntegerField()
+
+    class Outer(serializers.Serializer):
+        name = serializers.CharField()
+        strict = fields.BooleanField()
+        inner = Inner()
+        items = serializers.ListField(child=serializers.UUIDField())
+        shown = serializers.CharField(read_only=True)
+
+    assert loose_fields(Outer()) == ["name", "inner.loose", "items"]
