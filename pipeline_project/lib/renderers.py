@@ -12,3 +12,15 @@ class LenientContentNegotiation(DefaultContentNegotiation):
             return super().select_renderer(request, renderers, format_suffix)
         except NotAcceptable:
             return renderers[0], renderers[0].media_type
+
+
+class FormatParameterNegotiation(LenientContentNegotiation):
+    """``?format=json`` or ``?format=yaml`` picks the renderer: for the schema view, which tools fetch
+    by URL (the API itself has one representation per endpoint and no ``format`` parameter)."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        wanted = request.query_params.get("format")
+        for renderer in renderers:
+            if wanted and renderer.format == wanted:
+                return renderer, renderer.media_type
+        return super().select_renderer(request, renderers, format_suffix)

@@ -34,6 +34,9 @@ def test_every_protected_operation_documents_auth_and_errors(schema):
 
 def test_schema_and_docs_are_served(client):
     assert client.get("/api/schema/").status_code == 200
+    as_json = client.get("/api/schema/?format=json")
+    assert as_json["Content-Type"].startswith("application/vnd.oai.openapi+json") and as_json.json()["paths"]
+    assert client.get("/api/schema/", HTTP_ACCEPT="application/json").json()["openapi"].startswith("3.")
     docs, redoc = client.get("/api/docs/").content, client.get("/api/redoc/").content
     assert b"/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in docs  # no CDN
     assert b"/static/drf_spectacular_sidecar/redoc/bundles/redoc.standalone.js" in redoc
