@@ -260,7 +260,7 @@ def job_retry(*, job: Job, principal: Principal, overrides: dict) -> Job:
     priority, mode, metadata, pipeline_id, None meaning the default pipeline), linked to the
     original. Only failed or cancelled jobs."""
     with transaction.atomic():
-        # A bad pipeline_id answers 400 whatever the job's state, like any invalid input.
+        # An unknown pipeline_id answers 404 whatever the job's state, as on creation.
         version = (
             _pipeline_version(principal, overrides["pipeline_id"], within="updated_config")
             if "pipeline_id" in overrides

@@ -8,6 +8,7 @@ from jobs.api.serializers import PRIORITY_VALUES
 from jobs.models import Job, JobStatus, SourceType
 from jobs.selectors import job_search
 from pipeline_project.lib.filters import FilterSet
+from pipeline_project.lib.pagination import single_param
 
 SORT_FIELDS = ("created_at", "updated_at", "priority", "status", "file_name")
 
@@ -71,8 +72,8 @@ SORT_PARAMETERS = [
 
 def job_ordering(query_params) -> tuple[str, str]:
     """``sort_by`` + ``sort_order`` -> an ordering ending in the unique id (stable pages, cursors)."""
-    sort_by = query_params.get("sort_by", "created_at")
-    sort_order = query_params.get("sort_order", "desc")
+    sort_by = single_param(query_params, "sort_by", "created_at")
+    sort_order = single_param(query_params, "sort_order", "desc")
     errors = {}
     if sort_by not in SORT_FIELDS:
         errors["sort_by"] = [f"One of: {', '.join(SORT_FIELDS)}."]

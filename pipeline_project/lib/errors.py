@@ -82,13 +82,10 @@ def _as_drf_exception(exc: Exception) -> Exception:
 
 def exception_handler(exc: Exception, context: dict) -> Response | None:
     """DRF ``EXCEPTION_HANDLER``: everything DRF can render, in our shape."""
+    if isinstance(exc, RequestDataTooBig):  # Django's limit on form bodies
+        exc = TooLargeError("The request body is larger than this server accepts.", code="request_too_large")
     if isinstance(exc, ApplicationError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.status_code)
-    if isinstance(exc, RequestDataTooBig):  # Django's limit on form bodies
-        return Response(
-            error_body("request_too_large", "The request body is larger than this server accepts."),
-            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-        )
     from rest_framework.views import exception_handler as drf_exception_handler  # imports our auth classes
 
     exc = _as_drf_exception(exc)

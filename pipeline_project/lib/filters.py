@@ -1,6 +1,9 @@
-"""The API's FilterSet base: a typed filter given an empty value is a 400, not ignored."""
+"""The API's FilterSet base: a filter given an empty value it cannot take, or a single-valued
+filter given twice, is a 400, not ignored."""
 
 import django_filters as filters
+
+from pipeline_project.lib.pagination import REPEATED
 
 
 class FilterSet(filters.FilterSet):
@@ -14,5 +17,9 @@ class FilterSet(filters.FilterSet):
             empty = name in self.data and self.data.get(name) == ""
             if empty and not isinstance(declared, filters.CharFilter):
                 self.form.add_error(name, "Must not be empty.")
+                valid = False
+            lists = filters.MultipleChoiceFilter | filters.BaseCSVFilter
+            if len(self.data.getlist(name)) > 1 and not isinstance(declared, lists):
+                self.form.add_error(name, REPEATED)
                 valid = False
         return valid

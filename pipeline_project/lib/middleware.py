@@ -12,36 +12,23 @@ from pipeline_project.lib.errors import error_body
 _READ_SIZE = 64 * 1024
 
 
-class QueryStringMiddleware:
-    """Query strings of ``/api/`` requests, checked before any view:
+class QueryStringLimitMiddleware:
+    """Answers 414 ``query_too_long`` to an ``/api/`` request whose query string is longer than
+    ``REQUEST_MAX_QUERY_LENGTH`` characters (as sent, percent-encoded).
 
-    - longer than ``REQUEST_MAX_QUERY_LENGTH`` characters (as sent, percent-encoded): 414
-      ``query_too_long``. gunicorn's own limit (``--limit-request-line``) is set above it, so
-      that clients get this JSON answer rather than the server's HTML page;
-    - a parameter given twice (``?page=1&page=2``): 400 ``invalid`` naming it, unless it is a list
-      (``LIST_PARAMETERS``, declared as arrays in the schema). A repeated single value is a client
-      bug that would otherwise be resolved silently by whichever value a view happens to read.
+    gunicorn's own limit (``--limit-request-line``) is set above it, so that clients get this
+    JSON answer rather than the server's HTML page.
     """
-
-    LIST_PARAMETERS = frozenset({"status"})
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        if not request.path_info.startswith("/api/"):
-            return self.get_response(request)
         limit = settings.REQUEST_MAX_QUERY_LENGTH
         length = len(request.META.get("QUERY_STRING", ""))
-        if length > limit:
+        if length > limit and request.path_info.startswith("/api/"):
             message = f"The query string has {length} characters; at most {limit} are accepted."
             return JsonResponse(error_body("query_too_long", message), status=414)
-        repeated = sorted(
-            name for name, values in request.GET.lists() if len(values) > 1 and name not in self.LIST_PARAMETERS
-        )
-        if repeated:
-            details = {name: ["Given more than once; send it once."] for name in repeated}
-            return JsonResponse(error_body("invalid", "Invalid input.", details), status=400)
         return self.get_response(request)
 
 

@@ -27,11 +27,22 @@ from pipeline_project.lib import json_input
 from pipeline_project.lib.fields import INT64_MAX, INT64_MIN
 
 MAX_PAGE = 2**31 - 1  # documented as the maximum: far past any real list, and no OFFSET overflow
+REPEATED = "Given more than once; send it once."
+
+
+def single_param(query_params, name: str, default: str | None = None) -> str | None:
+    """A single-valued query parameter; 400 naming it if it is given more than once (a client bug
+    that would otherwise be settled silently by whichever value is read). Lists are filters of
+    their own (``jobs.api.filters.ChoiceListFilter``)."""
+    values = query_params.getlist(name)
+    if len(values) > 1:
+        raise serializers.ValidationError({name: [REPEATED]})
+    return values[0] if values else default
 
 
 def _positive_int(request, name: str, default: int, maximum: int | None = None) -> int:
     """A query parameter of ASCII digits in ``1..maximum``; 400 naming it otherwise."""
-    raw = request.query_params.get(name)
+    raw = single_param(request.query_params, name)
     if raw is None:
         return default
     if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
@@ -153,7 +164,7 @@ class CursorPagination(BasePagination):
         self.page_size = _page_size(request, self.default_page_size, self.max_page_size)
         self.ordering = tuple(getattr(view, "cursor_ordering", ("-id",)))
         model = queryset.model
-        values = self._decode(request.query_params.get("cursor", ""), model)
+        values = self._decode(single_param(request.query_params, "cursor", ""), model)
         if values is not None:
             queryset = queryset.filter(_after(self.ordering, values))
         rows = list(queryset.order_by(*self.ordering)[: self.page_size + 1])

@@ -10,12 +10,7 @@ from rest_framework import exceptions, parsers
 from rest_framework.serializers import ValidationError
 
 from pipeline_project.lib import json_input
-
-
-class RequestTooLarge(exceptions.APIException):
-    status_code = 413
-    default_code = "request_too_large"
-    default_detail = "The request body is larger than this server accepts."
+from pipeline_project.lib.errors import TooLargeError
 
 
 class JSONParser(parsers.JSONParser):
@@ -23,7 +18,7 @@ class JSONParser(parsers.JSONParser):
         limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
         body = stream.read() if limit is None else stream.read(limit + 1)
         if limit is not None and len(body) > limit:
-            raise RequestTooLarge(f"JSON bodies are limited to {limit} bytes.")
+            raise TooLargeError(f"JSON bodies are limited to {limit} bytes.", code="request_too_large")
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError as exc:
