@@ -14,6 +14,7 @@ from jobs import confirmation, selectors, services
 from jobs.api.filters import SORT_PARAMETERS, JobFilter, job_ordering
 from jobs.api.serializers import (
     ADD_FILES_REQUEST,
+    IDEMPOTENCY_KEY,
     JOB_CREATE_REQUEST,
     UPLOAD_REQUEST,
     CancelConfirmationSerializer,
@@ -40,7 +41,7 @@ from pipeline_project.lib.storage import stored_text_response
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
-    {"type": "string", "pattern": r"^[!-~]{1,255}$"},
+    {"type": "string", "pattern": IDEMPOTENCY_KEY.pattern},
     OpenApiParameter.HEADER,
     description="1-255 visible ASCII characters. Same key and body within 24 h return the same job (200); "
     "another body is a 409 `idempotency_key_reused`.",

@@ -105,7 +105,8 @@ class DateTimeField(_StrictType, serializers.DateTimeField):
 
     def to_internal_value(self, data):
         value = super().to_internal_value(data)
-        if isinstance(data, str) and parse_datetime(data) is not None and parse_datetime(data).tzinfo is None:
+        parsed = parse_datetime(data)  # data is a string here (_StrictType) that DRF could read
+        if parsed is not None and parsed.tzinfo is None:
             raise serializers.ValidationError("Must include a time-zone offset, e.g. Z or +02:00.", code="invalid")
         return value
 

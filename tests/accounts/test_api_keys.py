@@ -226,3 +226,12 @@ def test_a_bad_credential_beside_a_good_key_is_401(owner_key, headers):
 def test_an_unknown_authorization_scheme_alone_is_401(anon):
     anon.credentials(HTTP_AUTHORIZATION="Token abc")
     assert anon.get("/api/v1/auth/me").json()["error"]["code"] == "unsupported_scheme"
+
+
+def test_expires_at_needs_a_time_zone_offset(as_owner):
+    response = as_owner.post("/api/v1/auth/api-keys", {"name": "k", "expires_at": "2099-01-01T00:00:00"}, format="json")
+    assert response.status_code == 400 and "expires_at" in response.json()["error"]["details"]
+    response = as_owner.post(
+        "/api/v1/auth/api-keys", {"name": "k", "expires_at": "2099-01-01T00:00:00Z"}, format="json"
+    )
+    assert response.status_code == 201
