@@ -1,11 +1,17 @@
-"""The processing engine: what a worker does with a job (see DESIGN.md, "Processing model").
+"""The processing engine: what a worker does with a job (README, "Design: the engine").
 
-1. Claim: only a ``queued`` row can be claimed (``SELECT ... FOR UPDATE SKIP LOCKED``), so a
-   duplicate RQ message, or a job cancelled meanwhile, finds nothing to do.
-2. Run the job's pipeline snapshot on each of its files, stage by stage: progress and
-   heartbeat after each stage (and every few seconds during a long one), cancellation checked
-   between stages, transient errors retried with exponential backoff.
-3. Save the result, set the final status, record the timeline.
+1. Claim (``services.job_claim``): one statement moves a queued job to processing and bumps its
+   attempt number, the claim's fencing token. A duplicate RQ message, or a job cancelled
+   meanwhile, finds nothing to claim.
+2. Inputs: the job's files; a url job's document is downloaded first, here in the worker.
+3. Each document's stages run through ``pipelines.runner``: in a parser child of the worker's
+   ``ParserPool`` under our worker class (``jobs.worker.Worker``; a crash or hang kills only the
+   child), in this process under stock RQ workers.
+4. Progress and heartbeats are coalesced (``_Progress``) and fenced: a cancellation is noticed
+   as ``CancelRequested``, a claim lost to the reaper as ``ClaimLost`` (the attempt then stops
+   quietly and writes nothing).
+5. The job is completed, failed or cancelled in one transaction (``jobs.services``, the only
+   writer of job rows).
 """
 
 import functools
@@ -16,33 +22,49 @@ import secrets
 import socket
 import threading
 import time
-from datetime import timedelta
+from contextlib import contextmanager
 
-from django.conf import settings
-from django.core.files.base import ContentFile, File
+from django.core.files.base import File
 from django.core.files.storage import default_storage
-from django.db import connection, transaction
-from django.db.models import Count, F
+from django.db import connection
 from django.utils import timezone
+from rq.timeouts import JobTimeoutException
 
-from jobs.models import FileStatus, Job, JobFile, JobResult, JobStatus, SourceType
-from jobs.services import SYSTEM, job_transition, transition_locked
-from pipeline_project.lib.errors import InvalidStateError
-from pipeline_project.lib.storage import display_name, upload_path
+from jobs.models import FileStatus, Job, JobFile, JobStatus, SourceType
+from jobs.selectors import job_cached_source, job_result_text
+from jobs.services import (
+    CancelRequested,
+    ClaimLost,
+    job_check_claim,
+    job_claim,
+    job_complete,
+    job_fail,
+    job_finish_cancelled,
+    job_heartbeat,
+    job_input_fetched,
+    job_progress,
+)
+from pipeline_project.lib.storage import display_name, local_path, upload_path
 from pipelines.detection import HEAD_SIZE, detect
 from pipelines.fetch import fetch
-from pipelines.stages import REGISTRY, StageContext, StageError
+from pipelines.isolation import ParserPool, Stopped
+from pipelines.runner import Document, DocumentResult, run_document, summarize, with_retries
+from pipelines.stages import StageError
 from pipelines.stages.fetch import limits as fetch_limits
 from pipelines.validation import DEFAULT_CONFIG, normalized, stage_spec
 
 logger = logging.getLogger(__name__)
 
+PROGRESS_INTERVAL = 1.0  # seconds: at most one progress write per job this often
 HEARTBEAT_INTERVAL = 10  # seconds, well inside JOB_HEARTBEAT_TIMEOUT
-_BULKY_OUTPUTS = ("text", "pages")  # kept in the job result, not in each file's stage record
+
+_pool: ParserPool | None = None  # set by our worker class; None: stages run in this process
 
 
-class Cancelled(Exception):
-    pass
+def use_parser_pool(pool: ParserPool | None) -> None:
+    """Runs every document's stages in ``pool``'s child processes from now on (None: in process)."""
+    global _pool
+    _pool = pool
 
 
 @functools.cache
@@ -56,177 +78,82 @@ def worker_name() -> str:
     return name
 
 
-def job_claim(job_id, *, worker: str) -> Job | None:
-    """Moves a queued job to processing for this worker; None if it is not queued any more."""
-    with transaction.atomic():
-        job = Job.objects.select_for_update(skip_locked=True).filter(pk=job_id, status=JobStatus.QUEUED).first()
-        if job is None:
-            return None
-        now = timezone.now()
-        return transition_locked(
-            job,
-            JobStatus.PROCESSING,
-            actor=SYSTEM,
-            message=f"claimed by {worker}",
-            attempts=job.attempts + 1,
-            locked_by=worker,
-            locked_at=now,
-            heartbeat_at=now,
-            started_at=job.started_at or now,
-            progress_percent=0,
-            progress_stage="",
-            stages_done=0,
-            error=None,
-        )
-
-
 def job_process(job_id, *, worker: str | None = None) -> str | None:
-    """Runs one job to its end; returns its final status (None if there was nothing to claim)."""
-    worker = worker or worker_name()
-    job = job_claim(job_id, worker=worker)
+    """Runs one job to its end; returns its final status (None if there was nothing to claim,
+    or the claim was lost to the reaper meanwhile)."""
+    job = job_claim(job_id, worker=worker or worker_name())
     if job is None:
         logger.info("job %s: nothing to claim (not queued)", job_id)
         return None
     try:
-        return _execute(job)
-    except InvalidStateError:  # cancelled while we were finishing it: the cancellation wins
-        _finish_cancelled(job)
-        return JobStatus.CANCELLED
+        try:
+            return _execute(job)
+        except CancelRequested:
+            job_finish_cancelled(job)
+            return JobStatus.CANCELLED
+    except ClaimLost as lost:
+        logger.warning("%s; this attempt stops without writing", lost)
+        return None
+
+
+def job_stopped(job_id) -> None:
+    """A stock RQ worker killed the job's work horse (stop-job, sent when it was cancelled mid-stage)."""
+    job = Job.objects.filter(pk=job_id, status=JobStatus.CANCELLING).first()
+    if job is not None:
+        try:
+            job_finish_cancelled(job)
+        except ClaimLost:
+            pass  # finished by the reaper meanwhile
 
 
 def _execute(job: Job) -> str:
-    started = time.monotonic()
-    with _Heartbeat(job.pk):
-        try:
-            stages, files = _inputs(job)
-            source = _cached(job, files)
+    started, progress = time.monotonic(), _Progress(job)
+    files: list[JobFile] = []
+    try:
+        with progress.ticking():
+            stages, files = _inputs(job, progress)
+            source = job_cached_source(job=job, job_file=files[0]) if len(files) == 1 else None
             if source is not None:
-                _finish_from_cache(job, files[0], source, elapsed_ms=int((time.monotonic() - started) * 1000))
+                _complete_from_cache(job, files[0], source, stages=progress.total, started=started)
                 return JobStatus.COMPLETED
-            outputs = _run(job, stages, files)
-        except Cancelled:
-            _finish_cancelled(job)
-            return JobStatus.CANCELLED
-        except StageError as error:
-            _finish_failed(job, error.code, error.message, error.stage)
-            return JobStatus.FAILED
-        except InvalidStateError:
-            raise
-        except Exception as error:  # a bug, not the document's fault: recorded, logged, not retried
-            logger.exception("job %s: unexpected error", job.pk)
-            _finish_failed(job, "internal_error", f"Unexpected error: {type(error).__name__}.", None)
-            return JobStatus.FAILED
-    _finish_completed(job, outputs, elapsed_ms=int((time.monotonic() - started) * 1000))
+            documents = _run(job, stages, files, progress)
+    except StageError as error:
+        _fail(job, files, error.code, error.message, error.stage)
+        return JobStatus.FAILED
+    except JobTimeoutException:
+        _fail(job, files, "job_timeout", "The job ran past its time limit (RQ_DEFAULT_TIMEOUT).", progress.stage_name)
+        return JobStatus.FAILED
+    except (CancelRequested, ClaimLost):
+        raise
+    except Exception as error:  # a bug, not the document's fault: recorded, logged, not retried
+        logger.exception("job %s: unexpected error", job.pk)
+        _fail(job, files, "internal_error", f"Unexpected error: {type(error).__name__}.", progress.stage_name)
+        return JobStatus.FAILED
+    job_complete(job, files=files, stages=progress.total, processing_time_ms=_elapsed_ms(started),
+                 **summarize(documents))  # fmt: skip
     return JobStatus.COMPLETED
 
 
-def _inputs(job: Job) -> tuple[list[dict], list[JobFile]]:
+def _inputs(job: Job, progress: "_Progress") -> tuple[list[dict], list[JobFile]]:
     """The stages to run on each document, and the documents (a url job's is fetched first)."""
     stages = normalized(job.config or DEFAULT_CONFIG)["stages"]
     fetch_spec = stages[0] if stages and stages[0]["name"] == "fetch" else None
     stages = [spec for spec in stages if spec["name"] != "fetch"]
-    files = list(job.files.all())
+    files = list(JobFile.objects.filter(job_id=job.pk))
     if not files and job.source_type == SourceType.URL:
-        _progress(job.pk, 0, 1, "fetch")
+        progress.total = 1
+        progress.stage(0, "fetch")
         files = [_fetch_input(job, fetch_spec or stage_spec("fetch"))]
     if not files:
         raise StageError("no_input", "The job has no document to process.")
+    progress.total = len(stages) * len(files)
     return stages, files
-
-
-def _cached(job: Job, files: list[JobFile]) -> JobResult | None:
-    """The content-hash cache: the result of a completed one-document job of the same
-    organization that ran the same pipeline version on the same bytes (sha256)."""
-    if len(files) != 1 or job.pipeline_version_id is None:
-        return None
-    candidates = (
-        JobResult.objects.annotate(files=Count("job__files"))  # before the filter: counts every file of the job
-        .filter(
-            job__organization_id=job.organization_id,
-            job__pipeline_version_id=job.pipeline_version_id,
-            job__status=JobStatus.COMPLETED,
-            job__files__sha256=files[0].sha256,
-            files=1,
-        )
-        .exclude(job_id=job.pk)
-        .order_by("-created_at")
-    )
-    return candidates.first()
-
-
-def _finish_from_cache(job: Job, job_file: JobFile, source: JobResult, *, elapsed_ms: int) -> None:
-    cache = {"hit": True, "source_job": str(source.job_id)}
-    source_file = source.job.files.get()
-    JobFile.objects.filter(pk=job_file.pk).update(
-        status=FileStatus.COMPLETED,
-        result={**(job_file.result or {}), **(source_file.result or {}), "cache": cache},
-        completed_at=timezone.now(),
-    )
-    metadata = {**source.result_metadata, "cache": cache}
-    for entry in metadata.get("files", []):
-        entry.update(file_id=str(job_file.id), name=job_file.original_name)
-    output_uri = ""
-    if source.output_uri:  # a copy: each result expires on its own
-        with default_storage.open(source.output_uri, "rb") as text:
-            output_uri = default_storage.save(_result_path(job), File(text))
-    _complete(
-        job,
-        output_uri=output_uri,
-        message=f"cache hit: {source.job_id}",
-        extracted_text=source.extracted_text,
-        text_size=source.text_size,
-        result_metadata=metadata,
-        quality_score=source.quality_score,
-        processing_time_ms=elapsed_ms,
-    )
-
-
-def _run(job: Job, stages: list[dict], files: list[JobFile]) -> list[tuple[JobFile, dict]]:
-    total, done, results = len(stages) * len(files), 0, []
-    for job_file in files:
-        JobFile.objects.filter(pk=job_file.pk).update(status=FileStatus.PROCESSING)
-        context = StageContext(
-            file_name=job_file.original_name,
-            size=job_file.size,
-            open=lambda name=job_file.storage_name: default_storage.open(name, "rb"),
-        )
-        record = {}
-        try:
-            for spec in stages:
-                _progress(job.pk, done, total, spec["name"])
-                began, started_at = time.monotonic(), timezone.now()
-                output = _run_stage(spec, context)
-                context.outputs[spec["name"]] = output
-                record[spec["name"]] = {
-                    "started_at": started_at.isoformat(),
-                    "ended_at": timezone.now().isoformat(),
-                    "duration_ms": int((time.monotonic() - began) * 1000),
-                    "output": {k: v for k, v in output.items() if k not in _BULKY_OUTPUTS},
-                }
-                done += 1
-        except StageError as error:
-            JobFile.objects.filter(pk=job_file.pk).update(
-                status=FileStatus.FAILED,
-                error=error.message,
-                result={**(job_file.result or {}), "stages": record},
-                completed_at=timezone.now(),
-            )
-            raise
-        JobFile.objects.filter(pk=job_file.pk).update(
-            status=FileStatus.COMPLETED,
-            result={**(job_file.result or {}), "stages": record},
-            completed_at=timezone.now(),
-        )
-        results.append((job_file, context.outputs))
-    return results
 
 
 def _fetch_input(job: Job, spec: dict) -> JobFile:
     """Downloads a url job's document into storage, as if it had been uploaded."""
     max_bytes, timeout = fetch_limits(spec["params"])
-    download = _with_retries(
-        "fetch", spec["retry"], lambda: fetch(job.source_uri, max_bytes=max_bytes, timeout=timeout)
-    )
+    download = with_retries("fetch", spec["retry"], lambda: fetch(job.source_uri, max_bytes=max_bytes, timeout=timeout))
     with download.file:
         head = download.file.read(HEAD_SIZE)
         download.file.seek(0)
@@ -237,157 +164,178 @@ def _fetch_input(job: Job, spec: dict) -> JobFile:
         detected = detect(head, download.name)
         name = display_name(download.name, "download")
         storage_name = default_storage.save(upload_path(job.organization_id, job.pk, name), File(download.file))
-    mime_type = detected.mime_type if detected else (download.content_type.split(";")[0] or "application/octet-stream")
-    job_file = JobFile.for_stored(
-        job=job,
+    claimed_type = download.content_type.split(";")[0] or "application/octet-stream"
+    return job_input_fetched(
+        job,
         storage_name=storage_name,
         name=name,
         size=download.size,
-        mime_type=mime_type,
+        mime_type=detected.mime_type if detected else claimed_type,
         sha256=digest.hexdigest(),
         result={"fetch": {"url": download.url, "content_type": download.content_type}},
     )
-    job_file.save()
-    Job.objects.filter(pk=job.pk, file_name="").update(file_name=name)
-    Job.objects.filter(pk=job.pk).update(file_size=download.size, mime_type=mime_type[:127])
-    return job_file
 
 
-def _run_stage(spec: dict, context: StageContext) -> dict:
-    stage = REGISTRY[spec["name"]]
-    return _with_retries(spec["name"], spec["retry"], lambda: stage.run(context, spec["params"]))
-
-
-def _with_retries(name: str, retry: dict, call):
-    for attempt in range(1, retry["attempts"] + 1):
+def _run(job: Job, stages: list[dict], files: list[JobFile], progress: "_Progress") -> list[tuple[dict, dict]]:
+    """Runs ``stages`` on each file in turn; returns each document's identity and outputs. The
+    files' final states are set on the instances (saved with the job's outcome)."""
+    documents = []
+    for position, job_file in enumerate(files):
+        base = position * len(stages)
         try:
-            return call()
+            with local_path(job_file.storage_name) as path:
+                document = Document(path=path, file_name=job_file.original_name, size=job_file.size)
+                result = _parse(job, stages, document, progress, done_before=base)
         except StageError as error:
-            error.stage = name
-            if not error.transient or attempt == retry["attempts"]:
-                raise
-            delay = retry["backoff_seconds"] * 2 ** (attempt - 1)
-            logger.warning("stage %s: %s; retry %d in %.1f s", name, error.message, attempt, delay)
-            time.sleep(delay)
-    raise AssertionError("unreachable")
+            _file_ended(job_file, FileStatus.FAILED, error.record, error=error.message)
+            raise
+        _file_ended(job_file, FileStatus.COMPLETED, result.record)
+        documents.append(({"file_id": str(job_file.id), "name": job_file.original_name}, result.outputs))
+    return documents
 
 
-def _progress(job_id, done: int, total: int, stage: str) -> None:
-    """Records progress and a heartbeat; raises ``Cancelled`` if the job is no longer
-    processing (it was cancelled meanwhile). One statement: it runs before every stage."""
-    updated = Job.objects.filter(pk=job_id, status=JobStatus.PROCESSING).update(
-        progress_percent=int(100 * done / total),
-        progress_stage=stage,
-        stages_done=done,
-        stages_total=total,
-        heartbeat_at=timezone.now(),
-    )
-    if not updated:
-        raise Cancelled
+def _parse(
+    job: Job, stages: list[dict], document: Document, progress: "_Progress", *, done_before: int
+) -> DocumentResult:
+    def on_stage(index: int, name: str) -> None:
+        progress.stage(done_before + index, name)
 
-
-def _finish_completed(job: Job, outputs: list[tuple[JobFile, dict]], *, elapsed_ms: int) -> None:
-    texts = [files_outputs.get("extract_text", {}).get("text", "") for _, files_outputs in outputs]
-    text = "\n\n".join(t for t in texts if t)
-    scores = [o["quality"]["quality_score"] for _, o in outputs if "quality" in o]
-    metadata = {
-        "files": [
-            {
-                "file_id": str(job_file.id),
-                "name": job_file.original_name,
-                **{name: {k: v for k, v in out.items() if k not in _BULKY_OUTPUTS} for name, out in o.items()},
-            }
-            for job_file, o in outputs
-        ]  # fmt: skip
-    }
-    encoded = text.encode()
-    output_uri = ""
-    if len(encoded) > settings.RESULT_INLINE_MAX_SIZE:
-        output_uri = default_storage.save(_result_path(job), ContentFile(encoded))
-    _complete(
-        job,
-        output_uri=output_uri,
-        message="completed",
-        extracted_text="" if output_uri else text,
-        text_size=len(encoded),
-        result_metadata=metadata,
-        quality_score=sum(scores) / len(scores) if scores else None,
-        processing_time_ms=elapsed_ms,
-    )
-
-
-def _result_path(job: Job) -> str:
-    return f"results/{job.organization_id}/{job.pk}/text.txt"
-
-
-def _complete(job: Job, *, output_uri: str, message: str, **result) -> None:
-    """Saves the result and completes the job in one transaction; a text already written to
-    storage is deleted if that fails (e.g. the job was cancelled meanwhile)."""
+    if _pool is None:
+        return run_document(stages, document, on_stage=on_stage)
     try:
-        with transaction.atomic():
-            JobResult.objects.create(  # in the completing transaction: none can exist before
-                job=job,
-                output_uri=output_uri,
-                expires_at=timezone.now() + timedelta(seconds=settings.RESULT_RETENTION),
-                **result,
-            )
-            job_transition(job_id=job.pk, to=JobStatus.COMPLETED, actor=SYSTEM, message=message,
-                           progress_percent=100, progress_stage="", locked_by="")  # fmt: skip
-            Job.objects.filter(pk=job.pk).update(stages_done=F("stages_total"))
-    except BaseException:
-        if output_uri:
-            default_storage.delete(output_uri)
-        raise
+        return _pool.run(stages, document, key=str(job.pk), on_stage=on_stage, tick=progress.tick)
+    except Stopped:  # RQ's stop-job killed the parser child: sent when the job is cancelled
+        job_check_claim(job)  # raises CancelRequested (or ClaimLost)
+        raise StageError(
+            "stopped", "The job was stopped on its worker (RQ stop-job) without being cancelled."
+        ) from None
 
 
-def _finish_failed(job: Job, code: str, message: str, stage: str | None) -> None:
-    job_transition(
-        job_id=job.pk,
-        to=JobStatus.FAILED,
-        actor=SYSTEM,
-        message=f"{code}: {message}",
-        error={"code": code, "message": message, "stage": stage},
-        locked_by="",
+def _file_ended(job_file: JobFile, status: str, record: dict, *, error: str = "") -> None:
+    job_file.status, job_file.error = status, error
+    job_file.result = {**(job_file.result or {}), "stages": record}
+    job_file.completed_at = job_file.updated_at = timezone.now()
+
+
+def _fail(job: Job, files: list[JobFile], code: str, message: str, stage: str | None) -> None:
+    job_fail(job, code=code, message=message, stage=stage, files=[f for f in files if f.status != FileStatus.PENDING])
+
+
+def _complete_from_cache(job: Job, job_file: JobFile, source: JobFile, *, stages: int, started: float) -> None:
+    """Completes ``job`` with a copy of the result of ``source``'s job: the same pipeline version
+    on the same bytes (each copy expires on its own)."""
+    result = source.job.result
+    cache = {"hit": True, "source_job": str(source.job_id)}
+    job_file.status, job_file.completed_at = FileStatus.COMPLETED, timezone.now()
+    job_file.result = {**(job_file.result or {}), **(source.result or {}), "cache": cache}
+    job_file.updated_at = job_file.completed_at
+    metadata = {**result.result_metadata, "cache": cache}
+    for entry in metadata.get("files", []):
+        entry.update(file_id=str(job_file.id), name=job_file.original_name)
+    job_complete(
+        job,
+        files=[job_file],
+        text=job_result_text(result),
+        stages=stages,
+        message=f"cache hit: {source.job_id}",
+        result_metadata=metadata,
+        quality_score=result.quality_score,
+        processing_time_ms=_elapsed_ms(started),
     )
 
 
-def job_stopped(job_id) -> None:
-    """RQ killed the job's work horse (stop-job, sent when it was cancelled mid-stage)."""
-    job = Job.objects.filter(pk=job_id, status=JobStatus.CANCELLING).first()
-    if job is not None:
-        _finish_cancelled(job)
+def _elapsed_ms(started: float) -> int:
+    return int((time.monotonic() - started) * 1000)
 
 
-def _finish_cancelled(job: Job) -> None:
-    """The worker's half of a cancellation: partial outputs are dropped, the job ends cancelled."""
-    with transaction.atomic():
-        JobResult.objects.filter(job=job).delete()
-        JobFile.objects.filter(job=job).exclude(status=FileStatus.PENDING).update(
-            status=FileStatus.PENDING, result=None, error="", completed_at=None
-        )
-        job_transition(job_id=job.pk, to=JobStatus.CANCELLED, actor=SYSTEM, message="cancelled while processing",
-                       locked_by="")  # fmt: skip
+class _Progress:
+    """Progress and heartbeats of one claimed job, coalesced: at most one write per
+    ``PROGRESS_INTERVAL`` (none for stages that end within it) and a heartbeat every
+    ``HEARTBEAT_INTERVAL``. Writes are fenced: they raise ``CancelRequested`` or ``ClaimLost``.
+
+    The job's own thread calls ``tick`` (the parser pool's wait loop does, several times a
+    second). While it cannot (a stage running in this process under stock workers, a download, a
+    copy from remote storage), the process's ``_Ticker`` thread writes what is due and hands what
+    it met to the next ``stage`` call.
+    """
+
+    def __init__(self, job: Job):
+        self.job, self.total, self.stage_name = job, 0, None
+        self.lock = threading.Lock()
+        self.pending: tuple[int, str] | None = None  # progress not yet written
+        self.written = self.beaten = self.ticked = time.monotonic()  # the claim wrote both
+        self.failure: Exception | None = None  # met by the ticker thread
+
+    def stage(self, done: int, name: str) -> None:
+        """``name`` begins, ``done`` stages of ``total`` are done."""
+        if self.failure is not None:
+            raise self.failure
+        with self.lock:
+            self.pending, self.stage_name = (done, name), name
+        self.tick()
+
+    def tick(self) -> None:
+        self.ticked = time.monotonic()
+        self.write_due()
+
+    def write_due(self) -> None:
+        with self.lock:
+            now = time.monotonic()
+            if self.pending is not None and now - self.written >= PROGRESS_INTERVAL:
+                (done, name), self.pending = self.pending, None
+                job_progress(self.job, done=done, total=self.total, stage=name)
+                self.written = self.beaten = now
+            elif now - self.beaten >= HEARTBEAT_INTERVAL:
+                job_heartbeat(self.job)
+                self.beaten = now
+
+    def ticking(self):
+        return _TICKER.watching(self)
 
 
-class _Heartbeat:
-    """Touches ``heartbeat_at`` every ``HEARTBEAT_INTERVAL`` seconds while a job runs, so a
-    long stage is not mistaken for a dead worker."""
+class _Ticker:
+    """One thread per process (started on first use; a forked work horse starts its own) that
+    writes the due progress and heartbeats of jobs whose own thread has not ticked for
+    ``PROGRESS_INTERVAL``. It keeps its own database connection, opened on its first write."""
 
-    def __init__(self, job_id):
-        self.job_id, self.stop = job_id, threading.Event()
-        self.thread = threading.Thread(target=self._beat, name=f"heartbeat-{job_id}", daemon=True)
+    PERIOD = PROGRESS_INTERVAL / 4
 
-    def __enter__(self):
-        self.thread.start()
-        return self
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.watched: set[_Progress] = set()
+        self.thread: threading.Thread | None = None
 
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join()
-
-    def _beat(self):
+    @contextmanager
+    def watching(self, progress: _Progress):
+        with self.lock:
+            self.watched.add(progress)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="job-progress", daemon=True)
+                self.thread.start()
         try:
-            while not self.stop.wait(HEARTBEAT_INTERVAL):
-                Job.objects.filter(pk=self.job_id, status=JobStatus.PROCESSING).update(heartbeat_at=timezone.now())
+            yield
         finally:
+            with self.lock:
+                self.watched.discard(progress)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.PERIOD)
+            with self.lock:
+                watched = list(self.watched)
+            for progress in watched:
+                if progress.failure is None and time.monotonic() - progress.ticked >= PROGRESS_INTERVAL:
+                    self._write(progress)
+
+    @staticmethod
+    def _write(progress: _Progress) -> None:
+        try:
+            progress.write_due()
+        except (CancelRequested, ClaimLost) as error:
+            progress.failure = error
+        except Exception:  # a database outage: tried again at the next period
+            logger.warning("job %s: progress not written", progress.job.pk, exc_info=True)
             connection.close()
+
+
+_TICKER = _Ticker()

@@ -18,8 +18,8 @@ class JobStatus(models.TextChoices):
     CANCELLED = "cancelled"
 
 
-# The state machine: every status change goes through jobs.services.job_transition, which
-# refuses anything not listed here with 409 invalid_state.
+# The state machine: every status change is checked against it in jobs.services (job_transition
+# answers anything not listed here with 409 invalid_state; the worker's fenced writes assert it).
 TRANSITIONS: dict[str, frozenset[str]] = {
     JobStatus.DRAFT: frozenset({JobStatus.QUEUED, JobStatus.CANCELLED}),
     JobStatus.QUEUED: frozenset({JobStatus.PROCESSING, JobStatus.CANCELLED, JobStatus.FAILED}),
@@ -170,6 +170,7 @@ class JobFile(models.Model):
     class Meta:
         db_table = "job_files"
         ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["sha256"], name="job_file_sha256")]  # the content-hash result cache
 
     def __str__(self) -> str:
         return self.original_name

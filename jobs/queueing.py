@@ -4,9 +4,17 @@ Jobs are enqueued after the transaction that queued them commits, on the queue o
 their priority, with the RQ job id equal to our job id (so a duplicate enqueue of the
 same job is harmless: the worker claims the row, not the message). If Redis is down,
 the job stays ``queued`` in the database and the reconciler enqueues it again later.
+
+An enqueue is one Redis round trip, however many jobs: RQ's own ``Queue.enqueue_call`` (so
+the data is exactly RQ's, for stock workers) writing into one transactional pipeline that is
+sent once. Called without a pipeline, RQ would send one to register the queue and another to
+save and push the job; ``Queue`` objects are kept per process (RQ caches the server version
+it asks for once on the connection).
 """
 
 import logging
+from collections.abc import Iterable
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import transaction
@@ -24,16 +32,31 @@ JOB_STOPPED = "jobs.tasks.job_stopped"  # runs in the worker when a running job 
 
 
 def queue(name: str) -> Queue:
-    return Queue(name, connection=get_redis(), default_timeout=settings.RQ_DEFAULT_TIMEOUT)
+    return _queue(name, get_redis(), settings.RQ_DEFAULT_TIMEOUT)
+
+
+@lru_cache(maxsize=32)
+def _queue(name: str, connection, default_timeout: int) -> Queue:
+    return Queue(name, connection=connection, default_timeout=default_timeout)
 
 
 def enqueue(job_id, queue_name: str) -> None:
+    enqueue_many([(job_id, queue_name)])
+
+
+def enqueue_many(jobs: Iterable[tuple[object, str]]) -> None:
+    """Puts each ``(job_id, queue_name)`` on RQ, all in one Redis round trip."""
+    jobs = list(jobs)
     try:
-        queue(queue_name).enqueue_call(
-            RUN_JOB, args=(str(job_id),), job_id=str(job_id), on_stopped=Callback(JOB_STOPPED)
-        )
+        with get_redis().pipeline() as pipe:
+            for job_id, queue_name in jobs:
+                queue(queue_name).enqueue_call(
+                    RUN_JOB, args=(str(job_id),), job_id=str(job_id), on_stopped=Callback(JOB_STOPPED), pipeline=pipe
+                )
+            pipe.execute()
     except RedisError:
-        logger.warning("job %s stays queued in the database: Redis unavailable", job_id, exc_info=True)
+        ids = ", ".join(str(job_id) for job_id, _ in jobs)
+        logger.warning("jobs %s stay queued in the database: Redis unavailable", ids, exc_info=True)
 
 
 def dequeue(job_id, queue_name: str) -> None:
@@ -60,6 +83,12 @@ def stop_on_commit(job_id) -> None:
 
 def enqueue_on_commit(job_id, queue_name: str) -> None:
     transaction.on_commit(lambda: enqueue(job_id, queue_name))
+
+
+def enqueue_many_on_commit(jobs: Iterable[tuple[object, str]]) -> None:
+    jobs = list(jobs)
+    if jobs:
+        transaction.on_commit(lambda: enqueue_many(jobs))
 
 
 def dequeue_on_commit(job_id, queue_name: str) -> None:

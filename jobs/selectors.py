@@ -1,7 +1,8 @@
 from datetime import timedelta
 
 from django.conf import settings
-from django.db.models import CharField, Count, Prefetch, Q, QuerySet, TextField
+from django.core.files.storage import default_storage
+from django.db.models import CharField, Count, Exists, OuterRef, Prefetch, Q, QuerySet, TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 from rq import Queue, Worker
@@ -104,3 +105,34 @@ def queue_health(*, principal: Principal) -> dict:
             status: counts.get(status, 0) for status in (JobStatus.COMPLETED, JobStatus.FAILED)
         }
     return {"queues": queues, "workers": workers, "jobs": recent}
+
+
+def job_cached_source(*, job: Job, job_file: JobFile) -> JobFile | None:
+    """The content-hash cache: the file of the newest completed one-document job of the same
+    organization that ran the same pipeline version on the same bytes (sha256), with its job and
+    result loaded. Found from the file's hash (indexed), so it costs the same at any job count."""
+    if job.pipeline_version_id is None:
+        return None
+    others = JobFile.objects.filter(job_id=OuterRef("job_id")).exclude(pk=OuterRef("pk"))
+    return (
+        JobFile.objects.filter(
+            sha256=job_file.sha256,
+            job__organization_id=job.organization_id,
+            job__pipeline_version_id=job.pipeline_version_id,
+            job__status=JobStatus.COMPLETED,
+            job__result__isnull=False,
+        )
+        .exclude(job_id=job.pk)
+        .filter(~Exists(others))
+        .select_related("job__result")
+        .order_by("-job__completed_at")
+        .first()
+    )
+
+
+def job_result_text(result: JobResult) -> str:
+    """A result's whole text, inline or from storage."""
+    if not result.output_uri:
+        return result.extracted_text
+    with default_storage.open(result.output_uri, "rb") as stored:
+        return stored.read().decode()

@@ -1,30 +1,45 @@
-"""Writes on jobs. Every status change goes through ``job_transition``: row lock, state
-machine check, timeline event, all in one transaction; RQ is told after commit."""
+"""Every write of Job, JobFile and JobResult rows. A status change is checked against the state
+machine and recorded in the timeline in the same transaction: ``job_transition`` (under a row
+lock) for the API, the admin and the reaper; ``_finish`` (fenced by the claim's attempt number,
+below) for the worker. RQ is told after commit."""
 
+import copy
 import hashlib
 import json
 import logging
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import timedelta
 
 from django.conf import settings
 from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from accounts.principal import Principal
 from jobs import queueing
-from jobs.models import TERMINAL_STATUSES, Job, JobEvent, JobFile, JobResult, JobStatus, SourceType
+from jobs.models import (
+    TERMINAL_STATUSES,
+    TRANSITIONS,
+    FileStatus,
+    Job,
+    JobEvent,
+    JobFile,
+    JobResult,
+    JobStatus,
+    SourceType,
+)
 from jobs.uploads import Upload, inspect
+from pipeline_project.lib import sql
 from pipeline_project.lib.errors import ConflictError, InvalidStateError, NotFoundError
 from pipeline_project.lib.storage import display_name, upload_path
-from pipelines.models import PipelineVersion
+from pipelines.models import Pipeline, PipelineVersion
 from pipelines.selectors import pipeline_for_job
-from pipelines.services import default_pipeline_version
+from pipelines.services import cached_default_pipeline_version, default_pipeline_version
 
 logger = logging.getLogger(__name__)
 
@@ -92,61 +107,175 @@ def job_create(
         existing = _idempotent_job(principal, idempotency_key, fingerprint)
         if existing is not None:
             return existing, False
+    content = None
+    if source_type == SourceType.TEXT:  # its one file: the job row is written with that file's fields
+        content = (text or "").encode()
+        file_name, file_size, mime_type = file_name or "input.txt", len(content), "text/plain"
+    job = _new_job(
+        principal,
+        save=False,
+        status=JobStatus.QUEUED if start else JobStatus.DRAFT,
+        source_type=source_type,
+        source_uri=source_uri,
+        file_name=file_name,
+        file_size=file_size,
+        mime_type=mime_type,
+        mode=mode,
+        priority=priority,
+        metadata=metadata or {},
+        webhook_url=webhook_url,
+        idempotency_key=idempotency_key or None,
+        request_hash=fingerprint,
+    )
+    event = JobEvent(job=job, to_status=job.status, actor=principal.actor, message="created")
     try:
-        with _stored_files() as stored, transaction.atomic():
-            job = _new_job(
-                principal,
-                status=JobStatus.QUEUED if start else JobStatus.DRAFT,
-                source_type=source_type,
-                source_uri=source_uri,
-                file_name=file_name,
-                file_size=file_size,
-                mime_type=mime_type,
-                mode=mode,
-                priority=priority,
-                **_pipeline_fields(_pipeline_version(principal, pipeline_id)),
-                metadata=metadata or {},
-                webhook_url=webhook_url,
-                idempotency_key=idempotency_key or None,
-                request_hash=fingerprint,
-            )
-            if source_type == SourceType.TEXT:
-                content = (text or "").encode()
+        with _stored_files() as stored:
+            job_file = None
+            if content is not None:
                 job_file = _store(job, ContentFile(content), stored, name="input.txt", mime_type="text/plain",
-                                  sha256=hashlib.sha256(content).hexdigest())  # fmt: skip
-                job.file_name, job.file_size, job.mime_type = file_name or "input.txt", job_file.size, "text/plain"
-                job.save(update_fields=["file_name", "file_size", "mime_type"])
-            _announce(job, actor=principal.actor, message="created")
+                                  sha256=hashlib.sha256(content).hexdigest(), save=False)  # fmt: skip
+            # Usually the default pipeline's version is in hand: one statement, that checks it is current.
+            cached = None
+            if pipeline_id is None:
+                cached = cached_default_pipeline_version(organization=principal.organization)
+            created = False
+            if cached is not None:
+                _use_pipeline(job, cached)
+                # In a caller's transaction, a savepoint: a failed statement (a duplicate key) leaves it usable.
+                with transaction.atomic() if connection.in_atomic_block else nullcontext():
+                    created = _insert_job(job, job_file, event, if_current=cached)
+            if not created:
+                with transaction.atomic():  # the version read (a default pipeline created on first use) and the rows
+                    _use_pipeline(job, _pipeline_version(principal, pipeline_id))
+                    _insert_job(job, job_file, event)
     except IntegrityError:
         if idempotency_key:  # a concurrent request with the same key won the race
             existing = _idempotent_job(principal, idempotency_key, fingerprint)
             if existing is not None:
                 return existing, False
         raise
+    _enqueue_queued([job])
     return job, True
 
 
-def _new_job(principal: Principal, **fields) -> Job:
-    """Inserts a job of the caller's organization, created by the caller."""
-    return Job.objects.create(
+def _insert_job(job: Job, job_file: JobFile | None, event: JobEvent, *,
+                if_current: PipelineVersion | None = None) -> bool:  # fmt: skip
+    """Inserts a new job, its input file if any and its first timeline entry, on PostgreSQL in one
+    statement: atomic without a transaction block, one round trip. With ``if_current``, only if that
+    pipeline version is still its pipeline's current one; False, and nothing inserted, if not."""
+    if connection.vendor != "postgresql":  # SQLite (make run) has no INSERT inside WITH: the same rows in turn
+        with transaction.atomic():
+            if if_current is not None:
+                with connection.cursor() as cursor:
+                    cursor.execute(*_current(if_current))
+                    if cursor.fetchone() is None:
+                        return False
+            for row in (job, job_file, event):
+                if row is not None:
+                    row.save(force_insert=True)
+        return True
+    quote, params = connection.ops.quote_name, []
+
+    def insert(row, source: str) -> str:
+        columns, values = sql.insert_values(row)
+        params.extend(values)
+        placeholders = ", ".join(["%s"] * len(values))
+        return f"INSERT INTO {quote(row._meta.db_table)} ({columns}) SELECT {placeholders} FROM {source}"
+
+    current = "SELECT 1"
+    if if_current is not None:
+        current, params = _current(if_current)
+    parts = [f"current AS ({current})", f"job AS ({insert(job, 'current')} RETURNING 1)"]
+    if job_file is not None:
+        parts.append(f"file AS ({insert(job_file, 'job')})")
+    statement = f"WITH {', '.join(parts)} {insert(event, 'job')}"
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        inserted = cursor.rowcount == 1
+    if inserted:
+        sql.mark_saved(job, *([job_file] if job_file is not None else []))
+    return inserted
+
+
+def _current(version: PipelineVersion) -> tuple[str, list]:
+    """A query answering one row while ``version`` is its pipeline's current version, and its parameters."""
+    table = connection.ops.quote_name(Pipeline._meta.db_table)
+    pipeline_id = Pipeline._meta.pk.get_db_prep_value(version.pipeline_id, connection)
+    return f"SELECT 1 FROM {table} WHERE id = %s AND version = %s", [pipeline_id, version.version]
+
+
+def _new_job(principal: Principal, *, save: bool = True, **fields) -> Job:
+    """A job of the caller's organization, created by the caller: inserted, or only built when
+    not ``save`` (then insert it with others: ``bulk_create``)."""
+    job = Job(
         organization=principal.organization, created_by=principal.user, created_by_key=principal.api_key, **fields
     )
+    if save:
+        job.save(force_insert=True)
+    return job
 
 
 def _announce(job: Job, *, actor: str, message: str) -> None:
     """A new job's first timeline entry; a queued one goes onto RQ once the transaction commits."""
-    JobEvent.objects.create(job=job, to_status=job.status, actor=actor, message=message)
-    if job.status == JobStatus.QUEUED:
-        queueing.enqueue_on_commit(job.id, job.queue_name)
+    _announce_all([job], actor=actor, message=message)
 
 
-def _pipeline_version(principal: Principal, pipeline_id: uuid.UUID | None, *, within: str = "") -> PipelineVersion:
+def _announce_all(jobs: list[Job], *, actor: str, message: str, cached: PipelineVersion | None = None) -> None:
+    """New jobs' first timeline entries, in one statement; the queued ones go onto RQ (in one
+    round trip) once the transaction commits. (``job_create`` writes its job's entry with the
+    job, in ``_insert_job``, then calls ``_enqueue_queued`` as this does.)
+
+    ``cached``: the jobs run the default pipeline at this version, as cached by
+    ``default_pipeline_version(cached=True)``. The statement inserting the entries checks that it
+    is still current; if it is not, the jobs are moved to the current version first."""
+    now = timezone.now()
+    events = [JobEvent(job=job, to_status=job.status, actor=actor, message=message, created_at=now) for job in jobs]
+    if cached is None:
+        JobEvent.objects.bulk_create(events)
+    elif not _insert_events_if_current(events, cached):
+        current = default_pipeline_version(organization=jobs[0].organization)
+        Job.objects.filter(pk__in=[job.pk for job in jobs]).update(**_pipeline_fields(current))
+        for job in jobs:
+            _use_pipeline(job, current)
+        JobEvent.objects.bulk_create(events)
+    _enqueue_queued(jobs)
+
+
+def _enqueue_queued(jobs: list[Job]) -> None:
+    queueing.enqueue_many_on_commit((job.id, job.queue_name) for job in jobs if job.status == JobStatus.QUEUED)
+
+
+_EVENT_FIELDS = ("job", "from_status", "to_status", "actor", "message", "created_at")
+
+
+def _insert_events_if_current(events: list[JobEvent], version: PipelineVersion) -> bool:
+    """Inserts ``events`` if ``version`` is still the current version of its pipeline, in one
+    statement (so the check costs no round trip). False, and nothing inserted, if it is not."""
+    fields = [JobEvent._meta.get_field(name) for name in _EVENT_FIELDS]
+    quote = connection.ops.quote_name
+    row = f"({', '.join(['%s'] * len(fields))})"
+    current, current_params = _current(version)
+    statement = (
+        f"INSERT INTO {quote(JobEvent._meta.db_table)} ({', '.join(quote(field.column) for field in fields)}) "
+        f"SELECT * FROM (VALUES {', '.join([row] * len(events))}) AS new WHERE EXISTS ({current})"
+    )
+    params = [field.get_db_prep_save(getattr(event, field.attname), connection) for event in events for field in fields]
+    params += current_params
+    with connection.cursor() as cursor:
+        cursor.execute(statement, params)
+        return cursor.rowcount == len(events)
+
+
+def _pipeline_version(
+    principal: Principal, pipeline_id: uuid.UUID | None, *, within: str = "", cached: bool = False
+) -> PipelineVersion:
     """The version a new job runs: the current one of ``pipeline_id`` if it is an active pipeline
     of the caller's organization (else 404 naming the field, ``<within>.pipeline_id`` inside another), or of the
     organization's default pipeline when None. Call it inside the job's transaction: a default
-    pipeline created on first use then rolls back with a job that fails."""
+    pipeline created on first use then rolls back with a job that fails. ``cached``: the default
+    pipeline's version may come from this process's cache, for ``_announce_all`` to check."""
     if pipeline_id is None:
-        return default_pipeline_version(organization=principal.organization)
+        return default_pipeline_version(organization=principal.organization, cached=cached)
     version = pipeline_for_job(principal=principal, pipeline_id=pipeline_id)
     if version is None:
         message = "No active pipeline of your organization has this id."
@@ -159,11 +288,21 @@ def _pipeline_fields(version: PipelineVersion | None) -> dict:
     pipeline later never changes a job already created)."""
     if version is None:
         return {"pipeline": None, "pipeline_version": None, "config": {}}
-    return {"pipeline": version.pipeline, "pipeline_version": version, "config": version.config}
+    # A copy: the version may be shared (cached), the job's snapshot is its own.
+    return {"pipeline": version.pipeline, "pipeline_version": version, "config": copy.deepcopy(version.config)}
+
+
+def _use_pipeline(job: Job, version: PipelineVersion | None) -> None:
+    for name, value in _pipeline_fields(version).items():
+        setattr(job, name, value)
 
 
 def _idempotent_job(principal: Principal, key: str, fingerprint: str) -> Job | None:
-    job = Job.objects.filter(organization=principal.organization, idempotency_key=key).first()
+    job = (
+        Job.objects.select_related("pipeline", "pipeline_version")  # what the answer shows
+        .filter(organization=principal.organization, idempotency_key=key)
+        .first()
+    )
     if job is None:
         return None
     if job.created_at < timezone.now() - IDEMPOTENCY_WINDOW:
@@ -179,17 +318,20 @@ def _idempotent_job(principal: Principal, key: str, fingerprint: str) -> Job | N
 
 
 def _store(job: Job, file: File, stored: list[str], *, name: str, mime_type: str, sha256: str,
-           result: dict | None = None) -> JobFile:  # fmt: skip
-    """Saves ``file`` to storage (its name added to ``stored``) and inserts its JobFile."""
+           result: dict | None = None, save: bool = True) -> JobFile:  # fmt: skip
+    """Saves ``file`` to storage (its name added to ``stored``) and inserts its JobFile (only
+    builds it when not ``save``: then insert it with others, ``bulk_create``)."""
     storage_name = default_storage.save(upload_path(job.organization_id, job.id, name), file)
     stored.append(storage_name)
     job_file = JobFile.for_stored(job=job, storage_name=storage_name, name=display_name(name), size=file.size,
                                   mime_type=mime_type, sha256=sha256, result=result)  # fmt: skip
-    job_file.save()
+    if save:
+        job_file.save(force_insert=True)
     return job_file
 
 
-def _store_upload(job: Job, upload: Upload, stored: list[str], *, record_detection: bool) -> JobFile:
+def _store_upload(job: Job, upload: Upload, stored: list[str], *, record_detection: bool,
+                  save: bool = True) -> JobFile:  # fmt: skip
     detection = upload.detection
     return _store(
         job,
@@ -201,6 +343,7 @@ def _store_upload(job: Job, upload: Upload, stored: list[str], *, record_detecti
         result={"detection": {"mime_type": detection.mime_type, "encoding": detection.encoding}}
         if record_detection
         else None,
+        save=save,
     )
 
 
@@ -316,14 +459,15 @@ def jobs_from_uploads(
     record_detection: bool = False,
 ) -> list[Job]:
     """One queued job per received file (checked by ``inspect``: 400, 413, 415), all or nothing:
-    if anything fails, the rows roll back and every file already stored is deleted."""
+    if anything fails, the rows roll back and every file already stored is deleted. The jobs,
+    their files and their events are inserted in one statement each, whatever their number."""
     uploads = [inspect(file) for file in files]  # before anything is written
-    jobs = []
     with _stored_files() as stored, transaction.atomic():
-        pipeline = _pipeline_fields(_pipeline_version(principal, pipeline_id))
-        for upload in uploads:
-            job = _new_job(
+        version = _pipeline_version(principal, pipeline_id, cached=True)
+        jobs = [
+            _new_job(
                 principal,
+                save=False,
                 status=JobStatus.QUEUED,
                 source_type=SourceType.UPLOAD,
                 file_name=display_name(upload.file.name),
@@ -331,12 +475,17 @@ def jobs_from_uploads(
                 mime_type=upload.detection.mime_type,
                 mode=mode,
                 priority=priority,
-                **pipeline,
+                **_pipeline_fields(version),
                 metadata=metadata or {},
             )
-            _store_upload(job, upload, stored, record_detection=record_detection)
-            _announce(job, actor=principal.actor, message="uploaded")
-            jobs.append(job)
+            for upload in uploads
+        ]
+        Job.objects.bulk_create(jobs)
+        JobFile.objects.bulk_create(
+            _store_upload(job, upload, stored, record_detection=record_detection, save=False)
+            for job, upload in zip(jobs, uploads, strict=True)
+        )
+        _announce_all(jobs, actor=principal.actor, message="uploaded", cached=version if pipeline_id is None else None)
     return jobs
 
 
@@ -390,3 +539,176 @@ def job_results_expire(*, batch_size: int = 500) -> int:
             stored = [uri for _, uri in batch if uri]
             transaction.on_commit(lambda stored=stored: _delete_stored(stored))
         deleted += len(batch)
+
+
+# --- The worker's writes ---------------------------------------------------------------------
+# A claim is fenced by its attempt number: ``job_claim`` increments ``attempts`` and every later
+# write of that attempt is conditional on it (and on the status it expects). A worker whose job
+# was requeued by the reaper (its heartbeats were late) or finished by someone else therefore
+# writes nothing: its write finds no row and raises ``ClaimLost``. A job cancelled meanwhile
+# (``cancelling``) raises ``CancelRequested``: the worker then finishes the cancellation.
+
+
+class ClaimLost(Exception):
+    """This attempt no longer owns the job: stop quietly, write nothing more."""
+
+
+class CancelRequested(Exception):
+    """The job is ``cancelling``: drop the work and finish the cancellation (``job_finish_cancelled``)."""
+
+
+_CLAIM_FIELDS = [field.attname for field in Job._meta.concrete_fields]
+
+
+def job_claim(job_id, *, worker: str) -> Job | None:
+    """Moves a queued job to processing for ``worker`` in one statement (plus its timeline event,
+    same transaction); the returned job's ``attempts`` is the claim's fencing token. None if the
+    job is not queued (a duplicate RQ message, or cancelled meanwhile)."""
+    now, pk = timezone.now(), Job._meta.pk.get_db_prep_value(job_id, connection)
+    quote = connection.ops.quote_name
+    with transaction.atomic():
+        row = sql.fetch_one(
+            f"UPDATE {quote(Job._meta.db_table)} SET status = %s, attempts = attempts + 1, locked_by = %s,"
+            " locked_at = %s, heartbeat_at = %s, started_at = COALESCE(started_at, %s), updated_at = %s,"
+            " progress_percent = 0, progress_stage = '', stages_done = 0, error = NULL"
+            f" WHERE id = %s AND status = %s RETURNING {sql.columns(quote(Job._meta.db_table), Job, _CLAIM_FIELDS)}",
+            [JobStatus.PROCESSING, worker, now, now, now, now, pk, JobStatus.QUEUED],
+            (Job, _CLAIM_FIELDS),
+        )
+        if row is None:
+            return None
+        job = row[0]
+        JobEvent.objects.create(job=job, from_status=JobStatus.QUEUED, to_status=JobStatus.PROCESSING, actor=SYSTEM,
+                                message=f"claimed by {worker}")  # fmt: skip
+    return job
+
+
+def _claimed(job: Job, status: str = JobStatus.PROCESSING):
+    """The job's row if this claim (``job.attempts``) still owns it in ``status``."""
+    return Job.objects.filter(pk=job.pk, attempts=job.attempts, status=status)
+
+
+def _lost(job: Job) -> Exception:
+    """Why a fenced write found no row: ``CancelRequested`` if this attempt's job is being
+    cancelled, else ``ClaimLost``."""
+    row = Job.objects.filter(pk=job.pk).values_list("status", "attempts").first()
+    if row == (JobStatus.CANCELLING, job.attempts):
+        return CancelRequested()
+    return ClaimLost(f"job {job.pk}: attempt {job.attempts} lost its claim (now {row})")
+
+
+def job_progress(job: Job, *, done: int, total: int, stage: str) -> None:
+    """Records progress and a heartbeat (fenced)."""
+    updated = _claimed(job).update(
+        progress_percent=int(100 * done / total) if total else 0,
+        progress_stage=stage,
+        stages_done=done,
+        stages_total=total,
+        heartbeat_at=timezone.now(),
+    )
+    if not updated:
+        raise _lost(job)
+
+
+def job_heartbeat(job: Job) -> None:
+    """Tells the reaper this attempt is alive (fenced)."""
+    if not _claimed(job).update(heartbeat_at=timezone.now()):
+        raise _lost(job)
+
+
+def job_check_claim(job: Job) -> None:
+    """Raises ``CancelRequested`` or ``ClaimLost`` unless this attempt still runs the job."""
+    if not _claimed(job).exists():
+        raise _lost(job)
+
+
+def job_input_fetched(job: Job, *, storage_name: str, name: str, size: int, mime_type: str, sha256: str,
+                      result: dict) -> JobFile:  # fmt: skip
+    """Records a url job's downloaded document (already in storage as ``storage_name``) as its
+    input file; the stored object is deleted if the claim was lost meanwhile."""
+    try:
+        with transaction.atomic():
+            updated = _claimed(job).update(
+                file_name=Case(When(file_name="", then=Value(name)), default=F("file_name")),
+                file_size=size,
+                mime_type=mime_type[:127],
+            )
+            if not updated:
+                raise _lost(job)
+            job_file = JobFile.for_stored(job=job, storage_name=storage_name, name=name, size=size,
+                                          mime_type=mime_type, sha256=sha256, result=result)  # fmt: skip
+            job_file.save()
+    except BaseException:
+        _delete_stored([storage_name])
+        raise
+    return job_file
+
+
+def _finish(job: Job, to: str, message: str, *, status: str = JobStatus.PROCESSING, **changes) -> None:
+    """The fenced status change of a claimed job (``status`` -> ``to``, a move the state machine
+    allows) and its timeline event; call it first in the finishing transaction."""
+    assert to in TRANSITIONS[status], (status, to)
+    now = timezone.now()
+    terminal = {"completed_at": now} if to in TERMINAL_STATUSES else {}
+    if not _claimed(job, status).update(status=to, updated_at=now, locked_by="", **terminal, **changes):
+        raise _lost(job)
+    JobEvent.objects.create(job_id=job.pk, from_status=status, to_status=to, actor=SYSTEM, message=message)
+
+
+def _save_files(files: list[JobFile]) -> None:
+    """The final state of each processed file (set on the instances), in one statement."""
+    fields = ["status", "result", "error", "completed_at", "updated_at"]
+    if len(files) == 1:  # the usual case: a plain UPDATE is cheaper to build than bulk_update's CASE
+        files[0].save(update_fields=fields)
+    elif files:
+        JobFile.objects.bulk_update(files, fields)
+
+
+def job_complete(job: Job, *, files: list[JobFile], text: str, stages: int, message: str = "completed",
+                 **result) -> None:  # fmt: skip
+    """Completes a claimed job in one transaction: the job (fenced), its event, its result and
+    its files' final states. A text larger than ``RESULT_INLINE_MAX_SIZE`` goes to storage (and
+    is deleted again if the transaction fails, e.g. the job was cancelled meanwhile)."""
+    encoded = text.encode()
+    output_uri = ""
+    if len(encoded) > settings.RESULT_INLINE_MAX_SIZE:
+        output_uri = default_storage.save(result_path(job), ContentFile(encoded))
+    try:
+        with transaction.atomic():
+            _finish(job, JobStatus.COMPLETED, message, progress_percent=100, progress_stage="",
+                    stages_done=stages, stages_total=stages)  # fmt: skip
+            JobResult.objects.create(
+                job_id=job.pk,
+                output_uri=output_uri,
+                extracted_text="" if output_uri else text,
+                text_size=len(encoded),
+                expires_at=timezone.now() + timedelta(seconds=settings.RESULT_RETENTION),
+                **result,
+            )
+            _save_files(files)
+    except BaseException:
+        if output_uri:
+            _delete_stored([output_uri])
+        raise
+
+
+def result_path(job: Job) -> str:
+    return f"results/{job.organization_id}/{job.pk}/text.txt"
+
+
+def job_fail(job: Job, *, code: str, message: str, stage: str | None, files: list[JobFile] = ()) -> None:
+    """Fails a claimed job (fenced) with ``{"code", "message", "stage"}``, saving its files' states."""
+    with transaction.atomic():
+        _finish(job, JobStatus.FAILED, f"{code}: {message}", error={"code": code, "message": message, "stage": stage})
+        _save_files(list(files))
+
+
+def job_finish_cancelled(job: Job) -> None:
+    """The worker's half of a cancellation, from ``cancelling`` only (fenced): partial outputs
+    are dropped and the job ends cancelled."""
+    with transaction.atomic():
+        _finish(job, JobStatus.CANCELLED, "cancelled while processing", status=JobStatus.CANCELLING)
+        JobResult.objects.filter(job_id=job.pk).delete()
+        JobFile.objects.filter(job_id=job.pk).exclude(status=FileStatus.PENDING).update(
+            status=FileStatus.PENDING, result=None, error="", completed_at=None
+        )

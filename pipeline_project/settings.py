@@ -196,6 +196,12 @@ FETCH_TIMEOUT = env_seconds("FETCH_TIMEOUT", 30)
 RESULT_INLINE_MAX_SIZE = env_bytes("RESULT_INLINE_MAX_SIZE", 1024 * 1024)  # larger texts go to storage
 RESULT_RETENTION = env_seconds("RESULT_RETENTION", 30 * 86400)  # results expire after this
 JOB_HEARTBEAT_TIMEOUT = env_seconds("JOB_HEARTBEAT_TIMEOUT", 30)  # a processing job silent this long is requeued
+# Modules that register extra pipeline stages when imported (plugins; the tests' crash stages).
+PIPELINE_STAGE_MODULES = env_list("PIPELINE_STAGE_MODULES", [])
+# Our worker class (jobs.worker.Worker) parses documents in a child process, replaced after this
+# many documents, and killed (the job fails memory_limit_exceeded) above this much memory.
+WORKER_CHILD_MAX_TASKS = env_int("WORKER_CHILD_MAX_TASKS", 200)
+WORKER_CHILD_MAX_MEMORY = env_bytes("WORKER_CHILD_MAX_MEMORY", 2048 * 1024 * 1024)
 
 # --- Auth -------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -1,3 +1,6 @@
+import threading
+
+from cachetools import LRUCache
 from django.db import IntegrityError, transaction
 from django.db.models import F
 
@@ -61,19 +64,41 @@ def pipeline_delete(*, pipeline: Pipeline) -> bool:
         return True
 
 
-def default_pipeline_version(*, organization: Organization) -> PipelineVersion:
+# Organization id -> the current version of its default pipeline (pipeline joined), as last read by
+# this process; see ``cached_default_pipeline_version``.
+_default_versions: LRUCache = LRUCache(maxsize=4096)
+_default_versions_lock = threading.Lock()
+
+
+def cached_default_pipeline_version(*, organization: Organization) -> PipelineVersion | None:
+    """The version of the organization's default pipeline that ``default_pipeline_version`` last
+    answered in this process, or None; no query. It may be stale (the pipeline updated since, by
+    any process): the caller must check, in the statement that uses it, that it is still the
+    current one (the pipeline row's ``id`` and ``version`` unchanged), and ask
+    ``default_pipeline_version`` if not (``jobs.services`` does). A version never changes once
+    written, so a cached version that is current is what a query would have answered."""
+    with _default_versions_lock:
+        return _default_versions.get(organization.pk)
+
+
+def default_pipeline_version(*, organization: Organization, cached: bool = False) -> PipelineVersion:
     """The organization's default pipeline (detect -> extract_text -> language -> quality),
-    created on first use; jobs that name no pipeline run its current version."""
+    created on first use; jobs that name no pipeline run its current version. ``cached``: the
+    cached version if there is one (``cached_default_pipeline_version``: check it), else a query."""
+    if cached and (current := cached_default_pipeline_version(organization=organization)) is not None:
+        return current
     current = (
         PipelineVersion.objects.select_related("pipeline")
         .filter(pipeline__organization=organization, pipeline__name=DEFAULT_NAME, version=F("pipeline__version"))
         .first()
     )
-    if current is not None:
-        return current
-    try:
-        pipeline = pipeline_create(organization=organization, name=DEFAULT_NAME, config=DEFAULT_CONFIG,
-                                   description="Used when a job names no pipeline.")  # fmt: skip
-    except ConflictError:  # created concurrently
-        pipeline = Pipeline.objects.get(organization=organization, name=DEFAULT_NAME)
-    return pipeline.versions.select_related("pipeline").get(version=pipeline.version)
+    if current is None:
+        try:
+            pipeline = pipeline_create(organization=organization, name=DEFAULT_NAME, config=DEFAULT_CONFIG,
+                                       description="Used when a job names no pipeline.")  # fmt: skip
+        except ConflictError:  # created concurrently
+            pipeline = Pipeline.objects.get(organization=organization, name=DEFAULT_NAME)
+        current = pipeline.versions.select_related("pipeline").get(version=pipeline.version)
+    with _default_versions_lock:
+        _default_versions[organization.pk] = current
+    return current

@@ -18,6 +18,12 @@ RETRY_SCHEMA = {
     "properties": {
         "attempts": {"type": "integer", "minimum": 1, "maximum": 10, "default": 3},
         "backoff_seconds": {"type": "number", "minimum": 0, "maximum": 300, "default": 1},
+        "crashes": {
+            "type": "boolean",
+            "default": False,
+            "description": "Also retry (in a fresh parser process) when the parser process crashes or the stage "
+            "times out. Off by default: a document that crashes a parser usually crashes it again.",
+        },
     },
 }
 # JSON Schema counts 1.0 as an integer; stages would then get a float where they slice or count.
@@ -25,7 +31,15 @@ _INTEGERS = Draft202012Validator.TYPE_CHECKER.redefine(
     "integer", lambda _checker, value: isinstance(value, int) and not isinstance(value, bool)
 )
 Validator = validators.extend(Draft202012Validator, type_checker=_INTEGERS)
-_STAGE_KEYS = {"name", "params", "retry"}
+TIMEOUT_SCHEMA = {
+    "type": "integer",
+    "minimum": 1,
+    "maximum": 86400,
+    "default": 300,
+    "description": "Seconds the stage may run on one document (retries included) before the job fails with "
+    "stage_timeout. Enforced by the project's worker class, which runs stages in a killable child process.",
+}
+_STAGE_KEYS = {"name", "params", "retry", "timeout_seconds"}
 MAX_STAGES = 50
 
 
@@ -54,6 +68,8 @@ def validate_config(config) -> dict[str, list[str]]:
             continue
         _check(stage.params_schema, entry.get("params", {}), f"{path}.params", errors)
         _check(RETRY_SCHEMA, entry.get("retry", {}), f"{path}.retry", errors)
+        if "timeout_seconds" in entry:
+            _check(TIMEOUT_SCHEMA, entry["timeout_seconds"], f"{path}.timeout_seconds", errors)
     return errors
 
 
@@ -97,6 +113,7 @@ def stage_spec(name: str, entry: dict | None = None) -> dict:
         "name": name,
         "params": {**REGISTRY[name].defaults(), **entry.get("params", {})},
         "retry": {**retry_defaults, **entry.get("retry", {})},
+        "timeout_seconds": entry.get("timeout_seconds", TIMEOUT_SCHEMA["default"]),
     }
 
 
@@ -123,6 +140,7 @@ def config_schema_components() -> dict[str, dict]:
                 "name": {"type": "string", "enum": [name]},
                 "params": stage.params_schema,
                 "retry": {"$ref": ref("StageRetry")},
+                "timeout_seconds": TIMEOUT_SCHEMA,
             },
         }
     components["PipelineStage"] = {

@@ -6,6 +6,8 @@ are API clients logged in (JWT) as them; ``anon`` has no credentials. So a
 permission test is one line: ``assert as_viewer.post(url, data).status_code == 403``.
 """
 
+import importlib
+import sys
 from urllib.parse import urlparse
 
 import pytest
@@ -17,6 +19,7 @@ from accounts import auth_cache
 from accounts.roles import Role
 from pipeline_project.lib.redis import get_redis
 from pipeline_project.lib.throttling import reset_local_counts
+from pipelines.stages import REGISTRY
 from tests.factories import ApiKeyFactory, MembershipFactory, OrganizationFactory, UserFactory
 
 
@@ -137,3 +140,20 @@ def unused_tcp_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture
+def crash_stages():
+    """Registers the test-only stages of ``tests/pipelines/crash_stages.py`` in this process
+    (before any parser process is forked: a child sees the stages registered when it started)
+    and restores ``REGISTRY`` afterwards. Worker processes load them with
+    ``PIPELINE_STAGE_MODULES=tests.pipelines.crash_stages``."""
+    saved = dict(REGISTRY)
+    module = "tests.pipelines.crash_stages"
+    if module in sys.modules:
+        importlib.reload(sys.modules[module])
+    else:
+        importlib.import_module(module)
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(saved)

@@ -8,7 +8,7 @@ field converters, so the result is the same on PostgreSQL and SQLite.
 
 from functools import cache
 
-from django.db import connection, models
+from django.db import DEFAULT_DB_ALIAS, connection, connections, models
 
 
 @cache
@@ -58,3 +58,33 @@ def instance(model: type[models.Model], values: dict) -> models.Model:
     fields not given are deferred. (``Model.from_db`` wants the values in field order.)"""
     names = [field.attname for field in model._meta.concrete_fields if field.attname in values]
     return model.from_db(connection.alias, names, [values[name] for name in names])
+
+
+def insert_values(obj: models.Model) -> tuple[str, list]:
+    """The quoted column list and the parameters that insert ``obj`` as ``Model.save()`` would: every
+    concrete field but a database-generated one, ``pre_save`` applied (``auto_now`` fields are set on
+    ``obj``), each value prepared by its field. For inserts the ORM cannot write (``INSERT ... SELECT``,
+    inside ``WITH``); ``mark_saved`` the object once the statement succeeded."""
+    db = connections[DEFAULT_DB_ALIAS]  # the wrapper itself: ``connection`` is a proxy, slow per attribute
+    fields, columns = _insert_fields(type(obj), obj.pk is not None, db.vendor)
+    values = [field.pre_save(obj, add=True) for field in fields]
+    if any(hasattr(value, "resolve_expression") for value in values):
+        raise ValueError(f"{obj._meta.label}: expressions are not supported here; use the ORM.")
+    return columns, [field.get_db_prep_save(value, db) for field, value in zip(fields, values, strict=True)]
+
+
+@cache
+def _insert_fields(model: type[models.Model], pk_set: bool, vendor: str) -> tuple[tuple, str]:
+    meta, quote = model._meta, connection.ops.quote_name
+
+    def inserted(field) -> bool:  # as Model._save_table: generated columns and an unset auto key are the database's
+        return not field.generated and (pk_set or field is not meta.auto_field)
+
+    fields = tuple(filter(inserted, meta.local_concrete_fields))
+    return fields, ", ".join(quote(field.column) for field in fields)
+
+
+def mark_saved(*objs: models.Model) -> None:
+    """What ``Model.save()`` records on an instance it inserted."""
+    for obj in objs:
+        obj._state.adding, obj._state.db = False, connection.alias

@@ -2,8 +2,12 @@
 how a stored file is served."""
 
 import re
+import shutil
+import tempfile
 import unicodedata
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.files.storage import default_storage
@@ -48,3 +52,21 @@ def stored_text_response(name: str, size: int) -> HttpResponse:
     response = FileResponse(default_storage.open(name, "rb"), content_type="text/plain; charset=utf-8")
     response["Content-Length"] = size
     return response
+
+
+@contextmanager
+def local_path(name: str) -> Iterator[str]:
+    """A path on local disk holding the stored object ``name``: the stored file itself on local
+    storage; on remote storage (S3) a temporary copy, deleted afterwards."""
+    try:
+        path = default_storage.path(name)
+    except NotImplementedError:  # no local path: S3 and the like
+        path = None
+    if path is not None:
+        yield path
+        return
+    with tempfile.NamedTemporaryFile(prefix="document-") as copy:
+        with default_storage.open(name, "rb") as stored:
+            shutil.copyfileobj(stored, copy, 1024 * 1024)
+        copy.flush()
+        yield copy.name

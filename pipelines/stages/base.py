@@ -15,7 +15,8 @@ class StageError(Exception):
     def __init__(self, code: str, message: str, *, transient: bool = False):
         super().__init__(message)
         self.code, self.message, self.transient = code, message, transient
-        self.stage: str | None = None  # set by the engine: which stage raised it
+        self.stage: str | None = None  # set by the runner: which stage raised it
+        self.record: dict[str, dict] = {}  # set by the runner: the stages that ran before it
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Stage:
     params_schema: dict
     run: Callable[[StageContext, dict], dict]
     needs: tuple[str, ...] = ()  # stages that must come before this one
+    warm: Callable[[], None] | None = None  # loads the stage's libraries and models ahead of the first document
 
     def defaults(self) -> dict:
         return {
@@ -52,12 +54,15 @@ class Stage:
 REGISTRY: dict[str, Stage] = {}
 
 
-def stage(*, name: str, description: str, params: dict | None = None, needs: tuple[str, ...] = ()):
-    """Registers the decorated ``run(context, params) -> dict`` as a stage."""
+def stage(*, name: str, description: str, params: dict | None = None, needs: tuple[str, ...] = (),
+          warm: Callable[[], None] | None = None):  # fmt: skip
+    """Registers the decorated ``run(context, params) -> dict`` as a stage. ``warm``, if given,
+    loads what the stage needs (imports, models): workers call it once at startup, so that no
+    document pays for it."""
     schema = {"type": "object", "additionalProperties": False, "properties": params or {}}
 
     def register(run):
-        REGISTRY[name] = Stage(name, description, schema, run, needs)
+        REGISTRY[name] = Stage(name, description, schema, run, needs, warm)
         return run
 
     return register

@@ -4,6 +4,7 @@ Every format has limits (pages, output size, decompressed size) that end in a cl
 ``StageError``, never a crashed or hung worker.
 """
 
+import importlib
 import json
 
 from charset_normalizer import from_bytes
@@ -17,6 +18,11 @@ _BLOCK_TAGS = ("address", "article", "aside", "blockquote", "br", "dd", "div", "
                "section", "table", "td", "th", "title", "tr", "ul")  # fmt: skip
 
 
+def _load_parsers() -> None:
+    for module in ("pypdfium2", "docx", "lxml.html"):  # imported by the extractors, on first use otherwise
+        importlib.import_module(module)
+
+
 @stage(
     name="extract_text",
     description="Extracts the text: PDF per page, DOCX paragraphs and tables, HTML readable text, text files "
@@ -27,6 +33,7 @@ _BLOCK_TAGS = ("address", "article", "aside", "blockquote", "br", "dd", "div", "
         "max_decompressed_mb": {"type": "integer", "minimum": 1, "maximum": 10240, "default": 512},
     },
     needs=("detect",),
+    warm=_load_parsers,
 )
 def run(context: StageContext, params: dict) -> dict:
     mime_type = context.require("detect")["mime_type"]

@@ -15,6 +15,7 @@ def _identifier():
     description="Language of the extracted text (ISO 639-1) with a confidence in 0..1 (py3langid).",
     params={"sample_chars": {"type": "integer", "minimum": 100, "maximum": 1_000_000, "default": 20_000}},
     needs=("extract_text",),
+    warm=_identifier,
 )
 def run(context: StageContext, params: dict) -> dict:
     text = context.require("extract_text")["text"][: params["sample_chars"]]

@@ -148,13 +148,13 @@ def test_a_job_cancelled_as_it_finishes_ends_cancelled(as_member, run_worker, mo
     from jobs import engine
 
     job_id = upload(as_member, "a.txt", b"hello there")
-    real_finish = engine._finish_completed
+    real_finish = engine.job_complete
 
     def cancel_first(job, *args, **kwargs):  # the cancel request lands between the last stage and the end
         Job.objects.filter(pk=job.pk).update(status=JobStatus.CANCELLING)
         return real_finish(job, *args, **kwargs)
 
-    monkeypatch.setattr(engine, "_finish_completed", cancel_first)
+    monkeypatch.setattr(engine, "job_complete", cancel_first)
     run_worker()
     job = Job.objects.get(pk=job_id)
     assert job.status == JobStatus.CANCELLED and not JobResult.objects.filter(job=job).exists()

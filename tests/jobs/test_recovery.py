@@ -1,16 +1,10 @@
 """Crash recovery with a real `rqworker` process killed with SIGKILL, and reconciliation after Redis
 loses its queues. The reaper runs here in the test process, as the scheduler would run it."""
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
-from django.conf import settings as django_settings
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.core.management import call_command
 from django.utils import timezone
@@ -18,56 +12,19 @@ from django.utils import timezone
 from jobs.models import Job, JobEvent, JobResult, JobStatus
 from jobs.recovery import reap_stale_jobs, reconcile_queued_jobs
 from pipeline_project.lib.redis import get_redis
-from pipelines.models import Pipeline, PipelineVersion
 from tests.jobs.factories import JobFactory
-from tests.pipelines.documents import pdf
+from tests.jobs.workers import WORKER_CLASSES, job_with, kill_tree, slow_job, start_rqworker, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROOT = Path(__file__).resolve().parents[2]
 
 
-def start_rqworker(media_root: Path) -> subprocess.Popen:
-    database = django_settings.DATABASES["default"]
-    url = (
-        f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
-    )
-    environment = {**os.environ, "DATABASE_URL": url, "REDIS_URL": django_settings.REDIS_URL,
-                   "MEDIA_ROOT": str(media_root), "DJANGO_SETTINGS_MODULE": "pipeline_project.settings"}  # fmt: skip
-    return subprocess.Popen(
-        [sys.executable, "manage.py", "rqworker", "high", "default", "low"],
-        cwd=ROOT,
-        env=environment,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-
-
-def wait_for(predicate, timeout=60):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
-def slow_job(client, org) -> str:
-    """A real document that takes the worker a few seconds: an 80,000-page PDF."""
-    config = {"stages": [{"name": "detect"}, {"name": "extract_text", "params": {"max_pages": 100000}}]}
-    pipeline = Pipeline.objects.create(organization=org, name="big", config=config)
-    PipelineVersion.objects.create(pipeline=pipeline, version=1, config=config)
-    document = pdf([f"Page {n}" for n in range(80_000)])
-    response = client.post("/api/v1/upload", {"files": [SimpleUploadedFile("big.pdf", document)],
-                                              "pipeline_id": str(pipeline.id)}, format="multipart")  # fmt: skip
-    assert response.status_code == 201, response.content
-    return response.json()["jobs"][0]["id"]
-
-
-def test_a_job_whose_worker_is_killed_is_requeued_and_completes(as_member, org, settings, run_worker):
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_a_job_whose_worker_is_killed_is_requeued_and_completes(as_member, org, settings, run_worker, worker_class):
     job_id = slow_job(as_member, org)
-    worker = start_rqworker(settings.MEDIA_ROOT)
+    worker = start_rqworker(settings.MEDIA_ROOT, worker_class)
     try:
         wait_for(lambda: Job.objects.get(pk=job_id).status == JobStatus.PROCESSING)
-        os.killpg(worker.pid, signal.SIGKILL)  # the worker and its work horse, mid-job
+        kill_tree(worker.pid)  # the worker and its work horse or parser process, mid-job
     finally:
         worker.wait(timeout=30)
     assert Job.objects.get(pk=job_id).status == JobStatus.PROCESSING  # nobody left to finish it
@@ -120,17 +77,18 @@ def test_the_management_command_prints_a_summary(org):
     assert out.getvalue().strip() == "1 requeued, 0 failed (worker lost), 0 cancelled, 0 re-enqueued"
 
 
-def test_cancelling_a_job_in_a_long_stage_ends_it_within_5_seconds(as_member, org, settings):
-    job_id = slow_job(as_member, org)
-    worker = start_rqworker(settings.MEDIA_ROOT)
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_cancelling_a_job_in_a_long_stage_ends_it_within_5_seconds(as_member, org, settings, worker_class):
+    job_id = job_with(as_member, org, [{"name": "slow", "params": {"seconds": 600}}])
+    worker = start_rqworker(settings.MEDIA_ROOT, worker_class)
     try:
-        wait_for(lambda: Job.objects.get(pk=job_id).progress_stage == "extract_text")  # inside the long stage
+        wait_for(lambda: Job.objects.get(pk=job_id).progress_stage == "slow")  # inside the long stage
         started = time.monotonic()
         assert as_member.delete(f"/api/v1/jobs/{job_id}").status_code == 204
         wait_for(lambda: Job.objects.get(pk=job_id).status == JobStatus.CANCELLED, timeout=5)
         assert time.monotonic() - started < 5
     finally:
-        os.killpg(worker.pid, signal.SIGKILL)
+        kill_tree(worker.pid)
         worker.wait(timeout=30)
     job = Job.objects.get(pk=job_id)
     assert not JobResult.objects.filter(job=job).exists()  # partial outputs removed

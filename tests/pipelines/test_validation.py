@@ -7,7 +7,12 @@ def test_the_default_config_is_valid_and_normalizes_with_defaults():
     assert validate_config(DEFAULT_CONFIG) == {}
     stages = normalized(DEFAULT_CONFIG)["stages"]
     assert [s["name"] for s in stages] == ["detect", "extract_text", "language", "quality"]
-    assert stages[1]["params"]["max_pages"] == 2000 and stages[1]["retry"] == {"attempts": 3, "backoff_seconds": 1}
+    assert stages[1]["params"]["max_pages"] == 2000 and stages[1]["retry"] == {
+        "attempts": 3,
+        "backoff_seconds": 1,
+        "crashes": False,
+    }
+    assert stages[1]["timeout_seconds"] == 300
 
 
 @pytest.mark.parametrize(

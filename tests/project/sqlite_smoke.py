@@ -34,4 +34,18 @@ results["list_keys"] = by_key.get("/api/v1/auth/api-keys").json()["total"]
 results["revoke"] = by_key.delete(f"/api/v1/auth/api-keys/{created.json()['id']}").status_code
 results["revoked_key"] = Client(HTTP_X_API_KEY=created.json()["key"]).get("/api/v1/auth/me").status_code
 results["ready"] = Client().get("/health/ready").status_code
+
+from rq import Queue  # noqa: E402
+
+from jobs.worker import Worker  # noqa: E402
+from pipeline_project.lib.redis import get_redis  # noqa: E402
+
+text = {"source_type": "text", "text": "Ceci est un petit document en français."}
+job = by_key.post("/api/v1/jobs", text, content_type="application/json").json()
+Worker([Queue("default", connection=get_redis())], connection=get_redis()).work(burst=True, with_scheduler=False)
+done = by_key.get(f"/api/v1/jobs/{job['id']}").json()
+results["job"] = [
+    done["status"],
+    by_key.get(f"/api/v1/jobs/{job['id']}/result").json()["metadata"]["files"][0]["language"]["language"],
+]
 print(json.dumps(results))

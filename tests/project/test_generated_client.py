@@ -14,8 +14,8 @@ How it works, for a newcomer:
   with the plain values turned into the types the client declares for them (its models, enums, UUIDs,
   datetimes), strictly: a value of the wrong type fails, as it would for a user with a type checker.
   So the tests read like the API docs and do not depend on the names of generated model classes.
-- Queued jobs are run by a real RQ worker in process (burst ``SimpleWorker``) between polls of the job
-  (``finished``); the url job fetches its document from a real HTTP server on loopback, allowed through
+- Queued jobs are run by a real RQ worker of our class in process (burst ``jobs.worker.Worker``) between
+  polls of the job (``finished``); the url job fetches its document from a real HTTP server on loopback, allowed through
   ``SSRF_ALLOWED_NETWORKS``.
 
 Where the client cannot be used without a workaround, the schema is wrong: the test is written the
@@ -38,8 +38,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import httpx
 import pytest
 from django.core.management import call_command
-from rq import Queue, SimpleWorker
+from rq import Queue
 
+from jobs.worker import Worker
 from pipeline_project.lib.redis import get_redis
 from pipeline_project.wsgi import application
 from tests.factories import PASSWORD
@@ -170,7 +171,7 @@ def error(sdk, response, status: int, code: str):
 def run_worker():
     """Runs every queued job with a real RQ worker, in process, until the queues are empty."""
     queues = [Queue(name, connection=get_redis()) for name in ("high", "default", "low")]
-    SimpleWorker(queues, connection=get_redis()).work(burst=True, with_scheduler=False)
+    Worker(queues, connection=get_redis()).work(burst=True, with_scheduler=False)
 
 
 def finished(sdk, client, job_id, polls: int = 3):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 
 def test_the_make_run_configuration_works_on_sqlite(tmp_path):
-    """`make run` uses SQLite: migrations, the demo bootstrap and authentication work on it."""
+    """`make run` uses SQLite: migrations, the demo bootstrap, authentication and a job run by our
+    worker class work on it."""
     environment = {
         **os.environ,
         "DEBUG": "1",
@@ -34,4 +35,5 @@ def test_the_make_run_configuration_works_on_sqlite(tmp_path):
         "revoke": 204,
         "revoked_key": 401,
         "ready": 200,
+        "job": ["completed", "fr"],
     }
