@@ -78,10 +78,10 @@ class Jobs:
 
 
 def cache_lookup(pipeline_id) -> str:
-    """The content-hash cache lookup (``job_cached_result``, a miss) timed now, and how many
+    """The content-hash cache lookup (``job_cached_source``, a miss) timed now, and how many
     completed jobs of the pipeline's version it may have to look through."""
     from jobs.models import Job, JobFile, JobStatus
-    from jobs.selectors import job_cached_result
+    from jobs.selectors import job_cached_source
 
     job = Job.objects.filter(pipeline_id=pipeline_id, status=JobStatus.COMPLETED).latest("created_at")
     job_file = JobFile.objects.get(job=job)
@@ -89,7 +89,7 @@ def cache_lookup(pipeline_id) -> str:
     times = []
     for _ in range(15):
         started = time.perf_counter()
-        assert job_cached_result(job=job, job_file=job_file) is None
+        assert job_cached_source(job=job, job_file=job_file) is None
         times.append(time.perf_counter() - started)
     return f"cache lookup {statistics.median(times) * 1000:.2f} ms at {count} completed jobs"
 

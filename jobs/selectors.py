@@ -107,16 +107,25 @@ def queue_health(*, principal: Principal) -> dict:
     return {"queues": queues, "workers": workers, "jobs": recent}
 
 
+_CACHE_CANDIDATES = 1000  # files with the same bytes looked at; past that, a miss costs only a recomputation
+
+
 def job_cached_source(*, job: Job, job_file: JobFile) -> JobFile | None:
     """The content-hash cache: the file of the newest completed one-document job of the same
     organization that ran the same pipeline version on the same bytes (sha256), with its job and
-    result loaded. Found from the file's hash (indexed), so it costs the same at any job count."""
+    result loaded. Found from the file's hash (indexed), so it costs the same at any job count:
+    first the other files with these bytes, by a query so simple that even PostgreSQL's generic
+    plan for it (prepared statements) takes the index; then, only if there are any, their jobs."""
     if job.pipeline_version_id is None:
+        return None
+    same_bytes = JobFile.objects.filter(sha256=job_file.sha256).exclude(job_id=job.pk).values_list("pk", flat=True)
+    candidates = list(same_bytes[:_CACHE_CANDIDATES])
+    if not candidates:
         return None
     others = JobFile.objects.filter(job_id=OuterRef("job_id")).exclude(pk=OuterRef("pk"))
     return (
         JobFile.objects.filter(
-            sha256=job_file.sha256,
+            pk__in=candidates,
             job__organization_id=job.organization_id,
             job__pipeline_version_id=job.pipeline_version_id,
             job__status=JobStatus.COMPLETED,
