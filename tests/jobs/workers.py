@@ -33,8 +33,14 @@ def start_rqworker(media_root: Path, worker_class: str = "jobs.worker.Worker", *
         env=environment,
         start_new_session=True,
         stdout=subprocess.DEVNULL,
-        stderr=open(os.environ.get("WORKER_LOG", os.devnull), "a"),  # noqa: SIM115
+        stderr=_log(),
     )
+
+
+def _log():
+    """Where the workers' logs go: ``WORKER_LOG=/tmp/workers.log`` keeps them, to debug a test."""
+    path = os.environ.get("WORKER_LOG")
+    return subprocess.DEVNULL if path is None else open(path, "a")  # noqa: SIM115 (the worker holds it)
 
 
 def children(pid: int) -> list[int]:
