@@ -1,5 +1,6 @@
 """The engine's round trips and its fenced claims, in process."""
 
+import uuid
 from contextlib import contextmanager
 from datetime import timedelta
 
@@ -54,7 +55,8 @@ def counting(monkeypatch):
 
 
 def text_job(client, text="hello world", stages=({"name": "noop"},)) -> str:
-    pipeline = client.post("/api/v1/pipelines", {"name": "p", "config": {"stages": list(stages)}}, format="json")
+    name = f"p-{uuid.uuid4().hex[:8]}"
+    pipeline = client.post("/api/v1/pipelines", {"name": name, "config": {"stages": list(stages)}}, format="json")
     assert pipeline.status_code == 201, pipeline.content
     response = client.post("/api/v1/jobs", {"source_type": "text", "text": text,
                                             "pipeline_id": pipeline.json()["id"]}, format="json")  # fmt: skip
@@ -133,3 +135,14 @@ def test_a_cancelled_job_is_noticed_at_the_next_write_and_finished_only_from_can
         job_heartbeat(job)
     job_finish_cancelled(job)
     assert Job.objects.get(pk=job_id).status == JobStatus.CANCELLED
+
+
+def test_a_job_past_rqs_timeout_fails_with_job_timeout_and_the_worker_goes_on(as_owner, settings, run_worker,
+                                                                            crash_stages):  # fmt: skip
+    settings.RQ_DEFAULT_TIMEOUT = 1  # RQ's job timeout (SIGALRM in the worker); the stage's own is 300 s
+    job_id = text_job(as_owner, stages=[{"name": "slow", "params": {"seconds": 30}}])
+    after = text_job(as_owner, text="the next job", stages=[{"name": "detect"}])
+    run_worker()
+    job = Job.objects.get(pk=job_id)
+    assert job.status == JobStatus.FAILED and (job.error["code"], job.error["stage"]) == ("job_timeout", "slow")
+    assert Job.objects.get(pk=after).status == JobStatus.COMPLETED
