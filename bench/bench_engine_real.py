@@ -28,7 +28,6 @@ rounds, fresh jobs (and fresh bytes) each round, and compares medians.
 """
 
 import collections
-import io
 import json
 import multiprocessing
 import os
@@ -158,40 +157,14 @@ def paragraphs(rng: random.Random, language: str, count: int) -> list[str]:
     return [" ".join(rng.choices(PROSE[language], k=rng.randint(3, 6))) for _ in range(count)]
 
 
-def pdf_document(pages: list[list[str]]) -> bytes:
-    """A valid PDF, one page per list of lines (Helvetica 11 pt, WinAnsi: accents come out right)."""
-    font = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
-    objects, kids = ["<< /Type /Catalog /Pages 2 0 R >>", None, font], []
-    for lines in pages:
-        shown = " T* ".join(
-            "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj" for line in lines
-        )
-        stream = f"BT /F1 11 Tf 14 TL 56 760 Td {shown} ET".encode("cp1252")
-        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {len(objects)} 0 R "
-                       "/Resources << /Font << /F1 3 0 R >> >> >>")  # fmt: skip
-        kids.append(f"{len(objects)} 0 R")
-    objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
-    out, offsets = io.BytesIO(), []
-    out.write(b"%PDF-1.4\n")
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        body = body if isinstance(body, bytes) else body.encode("latin-1")
-        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
-    xref = out.tell()
-    out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
-    for offset in offsets:
-        out.write(f"{offset:010d} 00000 n \n".encode())
-    out.write(f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode())
-    return out.getvalue()
-
-
 def make_pdf(rng, language, tag) -> bytes:
     pages = []
     for page in range(rng.randint(3, 10)):
         text = f"{tag}, page {page + 1}. " + " ".join(paragraphs(rng, language, 5))
         pages.append(textwrap.wrap(text, 95)[:50])
-    return pdf_document(pages)
+    from tests.pipelines.documents import pdf
+
+    return pdf(pages)
 
 
 def make_docx(rng, language, tag) -> bytes:

@@ -81,13 +81,14 @@ def worker_name() -> str:
 def job_process(job_id, *, worker: str | None = None) -> str | None:
     """Runs one job to its end; returns its final status (None if there was nothing to claim,
     or the claim was lost to the reaper meanwhile)."""
-    job = job_claim(job_id, worker=worker or worker_name())
-    if job is None:
+    claimed = job_claim(job_id, worker=worker or worker_name())
+    if claimed is None:
         logger.info("job %s: nothing to claim (not queued)", job_id)
         return None
+    job, files = claimed
     try:
         try:
-            return _execute(job)
+            return _execute(job, files)
         except CancelRequested:
             job_finish_cancelled(job)
             return JobStatus.CANCELLED
@@ -106,15 +107,14 @@ def job_stopped(job_id) -> None:
             pass  # finished by the reaper meanwhile
 
 
-def _execute(job: Job) -> str:
+def _execute(job: Job, files: list[JobFile]) -> str:
     started, progress = time.monotonic(), _Progress(job)
-    files: list[JobFile] = []
     try:
         with progress.ticking():
-            stages, files = _inputs(job, progress)
+            stages, files = _inputs(job, files, progress)
             source = job_cached_source(job=job, job_file=files[0]) if len(files) == 1 else None
-            if source is not None:
-                _complete_from_cache(job, files[0], source, stages=progress.total, started=started)
+            if source is not None and _complete_from_cache(job, files[0], source, stages=progress.total,
+                                                           started=started):  # fmt: skip
                 return JobStatus.COMPLETED
             documents = _run(job, stages, files, progress)
     except StageError as error:
@@ -134,26 +134,34 @@ def _execute(job: Job) -> str:
     return JobStatus.COMPLETED
 
 
-def _inputs(job: Job, progress: "_Progress") -> tuple[list[dict], list[JobFile]]:
+def _inputs(job: Job, files: list[JobFile], progress: "_Progress") -> tuple[list[dict], list[JobFile]]:
     """The stages to run on each document, and the documents (a url job's is fetched first)."""
     stages = normalized(job.config or DEFAULT_CONFIG)["stages"]
     fetch_spec = stages[0] if stages and stages[0]["name"] == "fetch" else None
     stages = [spec for spec in stages if spec["name"] != "fetch"]
-    files = list(JobFile.objects.filter(job_id=job.pk))
     if not files and job.source_type == SourceType.URL:
         progress.total = 1
         progress.stage(0, "fetch")
-        files = [_fetch_input(job, fetch_spec or stage_spec("fetch"))]
+        files = [_fetch_input(job, fetch_spec or stage_spec("fetch"), progress)]
     if not files:
         raise StageError("no_input", "The job has no document to process.")
     progress.total = len(stages) * len(files)
     return stages, files
 
 
-def _fetch_input(job: Job, spec: dict) -> JobFile:
-    """Downloads a url job's document into storage, as if it had been uploaded."""
+def _fetch_input(job: Job, spec: dict, progress: "_Progress") -> JobFile:
+    """Downloads a url job's document into storage, as if it had been uploaded; a cancellation
+    stops the download."""
+
+    def check() -> None:
+        progress.raise_failure()
+        if _pool is not None and _pool.stopped(str(job.pk)):
+            _stopped(job)
+
     max_bytes, timeout = fetch_limits(spec["params"])
-    download = with_retries("fetch", spec["retry"], lambda: fetch(job.source_uri, max_bytes=max_bytes, timeout=timeout))
+    download = with_retries(
+        "fetch", spec["retry"], lambda: fetch(job.source_uri, max_bytes=max_bytes, timeout=timeout, check=check)
+    )
     with download.file:
         head = download.file.read(HEAD_SIZE)
         download.file.seek(0)
@@ -204,11 +212,15 @@ def _parse(
         return run_document(stages, document, on_stage=on_stage)
     try:
         return _pool.run(stages, document, key=str(job.pk), on_stage=on_stage, tick=progress.tick)
-    except Stopped:  # RQ's stop-job killed the parser child: sent when the job is cancelled
-        job_check_claim(job)  # raises CancelRequested (or ClaimLost)
-        raise StageError(
-            "stopped", "The job was stopped on its worker (RQ stop-job) without being cancelled."
-        ) from None
+    except Stopped:  # RQ's stop-job killed the parser child
+        _stopped(job)
+
+
+def _stopped(job: Job):
+    """RQ's stop-job reached this worker: sent when the job is cancelled (``CancelRequested``),
+    else by an operator (the job fails ``stopped``)."""
+    job_check_claim(job)  # raises CancelRequested (or ClaimLost)
+    raise StageError("stopped", "The job was stopped on its worker (RQ stop-job) without being cancelled.")
 
 
 def _file_ended(job_file: JobFile, status: str, record: dict, *, error: str = "") -> None:
@@ -221,10 +233,14 @@ def _fail(job: Job, files: list[JobFile], code: str, message: str, stage: str | 
     job_fail(job, code=code, message=message, stage=stage, files=[f for f in files if f.status != FileStatus.PENDING])
 
 
-def _complete_from_cache(job: Job, job_file: JobFile, source: JobFile, *, stages: int, started: float) -> None:
+def _complete_from_cache(job: Job, job_file: JobFile, source: JobFile, *, stages: int, started: float) -> bool:
     """Completes ``job`` with a copy of the result of ``source``'s job: the same pipeline version
-    on the same bytes (each copy expires on its own)."""
+    on the same bytes (each copy expires on its own). False if that result expired meanwhile."""
     result = source.job.result
+    try:
+        text = job_result_text(result)
+    except FileNotFoundError:  # deleted by the expiry since it was found: run the job instead
+        return False
     cache = {"hit": True, "source_job": str(source.job_id)}
     job_file.status, job_file.completed_at = FileStatus.COMPLETED, timezone.now()
     job_file.result = {**(job_file.result or {}), **(source.result or {}), "cache": cache}
@@ -235,13 +251,14 @@ def _complete_from_cache(job: Job, job_file: JobFile, source: JobFile, *, stages
     job_complete(
         job,
         files=[job_file],
-        text=job_result_text(result),
+        text=text,
         stages=stages,
         message=f"cache hit: {source.job_id}",
         result_metadata=metadata,
         quality_score=result.quality_score,
         processing_time_ms=_elapsed_ms(started),
     )
+    return True
 
 
 def _elapsed_ms(started: float) -> int:
@@ -266,10 +283,14 @@ class _Progress:
         self.written = self.beaten = self.ticked = time.monotonic()  # the claim wrote both
         self.failure: Exception | None = None  # met by the ticker thread
 
-    def stage(self, done: int, name: str) -> None:
-        """``name`` begins, ``done`` stages of ``total`` are done."""
+    def raise_failure(self) -> None:
+        """Raises what the ticker thread met (``CancelRequested``, ``ClaimLost``), if anything."""
         if self.failure is not None:
             raise self.failure
+
+    def stage(self, done: int, name: str) -> None:
+        """``name`` begins, ``done`` stages of ``total`` are done."""
+        self.raise_failure()
         with self.lock:
             self.pending, self.stage_name = (done, name), name
         self.tick()

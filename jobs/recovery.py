@@ -21,12 +21,13 @@ from rq.job import JobStatus as RQStatus
 
 from jobs import queueing
 from jobs.models import QUEUE_FOR_PRIORITY, Job, JobStatus
-from jobs.services import SYSTEM, job_transition
+from jobs.services import job_worker_lost
 from pipeline_project.lib.redis import get_redis
 
 logger = logging.getLogger(__name__)
 
 RECONCILE_GRACE = timedelta(seconds=30)  # leave just-queued jobs to their after-commit enqueue
+_COUNTED_AS = {JobStatus.QUEUED: "requeued", JobStatus.FAILED: "failed", JobStatus.CANCELLED: "cancelled"}
 _ALIVE = {RQStatus.QUEUED, RQStatus.STARTED, RQStatus.DEFERRED, RQStatus.SCHEDULED}
 
 
@@ -47,23 +48,8 @@ def reap_stale_jobs() -> dict[str, int]:
             )
             if job is None:
                 continue  # finished, or being handled by another reaper, meanwhile
-            lost = f"worker {job.locked_by or '?'} stopped sending heartbeats"
-            if job.status == JobStatus.CANCELLING:
-                job_transition(job_id=job.pk, to=JobStatus.CANCELLED, actor=SYSTEM, message=f"{lost}; cancelled",
-                               locked_by="")  # fmt: skip
-                counts["cancelled"] += 1
-            elif job.attempts >= job.max_attempts:
-                message = f"{lost} on attempt {job.attempts} of {job.max_attempts}."
-                error = {"code": "worker_lost", "message": message, "stage": job.progress_stage or None}
-                job_transition(
-                    job_id=job.pk, to=JobStatus.FAILED, actor=SYSTEM, message=message, locked_by="", error=error
-                )
-                counts["failed"] += 1
-            else:
-                job_transition(job_id=job.pk, to=JobStatus.QUEUED, actor=SYSTEM, message=f"{lost}; requeued",
-                               locked_by="", locked_at=None)  # fmt: skip
-                queueing.enqueue_on_commit(job.pk, job.queue_name)
-                counts["requeued"] += 1
+            status = job_worker_lost(job=job, message=f"worker {job.locked_by or '?'} stopped sending heartbeats")
+            counts[_COUNTED_AS[status]] += 1
     return counts
 
 

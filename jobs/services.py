@@ -174,17 +174,15 @@ def _insert_job(job: Job, job_file: JobFile | None, event: JobEvent, *,
                 if row is not None:
                     row.save(force_insert=True)
         return True
-    quote, params = connection.ops.quote_name, []
+    quote = connection.ops.quote_name
+    current, params = _current(if_current) if if_current is not None else ("SELECT 1", [])
 
-    def insert(row, source: str) -> str:
+    def insert(row, source: str) -> str:  # its parameters appended to ``params``, in the statement's order
         columns, values = sql.insert_values(row)
         params.extend(values)
         placeholders = ", ".join(["%s"] * len(values))
         return f"INSERT INTO {quote(row._meta.db_table)} ({columns}) SELECT {placeholders} FROM {source}"
 
-    current = "SELECT 1"
-    if if_current is not None:
-        current, params = _current(if_current)
     parts = [f"current AS ({current})", f"job AS ({insert(job, 'current')} RETURNING 1)"]
     if job_file is not None:
         parts.append(f"file AS ({insert(job_file, 'job')})")
@@ -560,10 +558,11 @@ class CancelRequested(Exception):
 _CLAIM_FIELDS = [field.attname for field in Job._meta.concrete_fields]
 
 
-def job_claim(job_id, *, worker: str) -> Job | None:
-    """Moves a queued job to processing for ``worker`` in one statement (plus its timeline event,
-    same transaction); the returned job's ``attempts`` is the claim's fencing token. None if the
-    job is not queued (a duplicate RQ message, or cancelled meanwhile)."""
+def job_claim(job_id, *, worker: str) -> tuple[Job, list[JobFile]] | None:
+    """Moves a queued job to processing for ``worker`` in one statement, with its timeline event
+    and its files (marked processing and returned) in the same transaction. The job's
+    ``attempts`` is the claim's fencing token. None if the job is not queued (a duplicate RQ
+    message, or cancelled meanwhile)."""
     now, pk = timezone.now(), Job._meta.pk.get_db_prep_value(job_id, connection)
     quote = connection.ops.quote_name
     with transaction.atomic():
@@ -580,7 +579,12 @@ def job_claim(job_id, *, worker: str) -> Job | None:
         job = row[0]
         JobEvent.objects.create(job=job, from_status=JobStatus.QUEUED, to_status=JobStatus.PROCESSING, actor=SYSTEM,
                                 message=f"claimed by {worker}")  # fmt: skip
-    return job
+        files = JobFile.objects.raw(
+            f"UPDATE {quote(JobFile._meta.db_table)} SET status = %s, updated_at = %s WHERE job_id = %s RETURNING *",
+            [FileStatus.PROCESSING, now, pk],
+        )
+        files = sorted(files, key=lambda job_file: (job_file.created_at, str(job_file.id)))  # the files' order
+    return job, files
 
 
 def _claimed(job: Job, status: str = JobStatus.PROCESSING):
@@ -637,6 +641,7 @@ def job_input_fetched(job: Job, *, storage_name: str, name: str, size: int, mime
                 raise _lost(job)
             job_file = JobFile.for_stored(job=job, storage_name=storage_name, name=name, size=size,
                                           mime_type=mime_type, sha256=sha256, result=result)  # fmt: skip
+            job_file.status = FileStatus.PROCESSING
             job_file.save()
     except BaseException:
         _delete_stored([storage_name])
@@ -647,7 +652,8 @@ def job_input_fetched(job: Job, *, storage_name: str, name: str, size: int, mime
 def _finish(job: Job, to: str, message: str, *, status: str = JobStatus.PROCESSING, **changes) -> None:
     """The fenced status change of a claimed job (``status`` -> ``to``, a move the state machine
     allows) and its timeline event; call it first in the finishing transaction."""
-    assert to in TRANSITIONS[status], (status, to)
+    if to not in TRANSITIONS[status]:
+        raise ValueError(f"the state machine has no move from {status} to {to}")
     now = timezone.now()
     terminal = {"completed_at": now} if to in TERMINAL_STATUSES else {}
     if not _claimed(job, status).update(status=to, updated_at=now, locked_by="", **terminal, **changes):
@@ -708,7 +714,37 @@ def job_finish_cancelled(job: Job) -> None:
     are dropped and the job ends cancelled."""
     with transaction.atomic():
         _finish(job, JobStatus.CANCELLED, "cancelled while processing", status=JobStatus.CANCELLING)
-        JobResult.objects.filter(job_id=job.pk).delete()
-        JobFile.objects.filter(job_id=job.pk).exclude(status=FileStatus.PENDING).update(
-            status=FileStatus.PENDING, result=None, error="", completed_at=None
+        _files_back_to_pending(job.pk)
+
+
+def job_worker_lost(*, job: Job, message: str) -> str:
+    """The reaper's verdict on a locked (``select_for_update``) processing or cancelling job
+    whose worker stopped sending heartbeats: cancelled if it was being cancelled, queued again
+    while attempts remain (its files' partial state dropped), else failed ``worker_lost``.
+    Returns the new status."""
+    if job.status == JobStatus.CANCELLING:
+        transition_locked(job, JobStatus.CANCELLED, SYSTEM, f"{message}; cancelled", locked_by="")
+        _files_back_to_pending(job.pk)
+    elif job.attempts >= job.max_attempts:
+        text = f"{message} on attempt {job.attempts} of {job.max_attempts}."
+        error = {"code": "worker_lost", "message": text, "stage": job.progress_stage or None}
+        transition_locked(job, JobStatus.FAILED, SYSTEM, text, locked_by="", error=error)
+        JobFile.objects.filter(job_id=job.pk, status=FileStatus.PROCESSING).update(
+            status=FileStatus.FAILED, error=text, completed_at=timezone.now()
         )
+    else:
+        transition_locked(job, JobStatus.QUEUED, SYSTEM, f"{message}; requeued", locked_by="", locked_at=None)
+        _files_back_to_pending(job.pk)
+        queueing.enqueue_on_commit(job.pk, job.queue_name)
+    return job.status
+
+
+def _files_back_to_pending(job_id) -> None:
+    """A job's files as before processing: their stage records dropped, what was recorded on
+    arrival (type detection, the download) kept."""
+    files = list(JobFile.objects.filter(job_id=job_id).exclude(status=FileStatus.PENDING))
+    for job_file in files:
+        kept = {key: value for key, value in (job_file.result or {}).items() if key not in ("stages", "cache")}
+        job_file.status, job_file.result, job_file.error = FileStatus.PENDING, kept or None, ""
+        job_file.completed_at = None
+    JobFile.objects.bulk_update(files, ["status", "result", "error", "completed_at"])

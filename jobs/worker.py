@@ -41,10 +41,12 @@ class Worker(SimpleWorker):
             self.parsers.close()
 
     def kill_horse(self, sig=None):
-        """RQ's stop-job (``_stopped_job_id`` set) and cold shutdown: the current job's parser
-        child is killed; this process lives on."""
-        if self.parsers is not None:
-            self.parsers.stop(self._stopped_job_id or self.get_current_job_id() or "")
+        """RQ's stop-job (it sets ``_stopped_job_id``, then calls this from its pubsub thread):
+        that job's parser child is killed, or its download abandoned; this process lives on.
+        (RQ's cold shutdown reaches a running job as ``SystemExit`` instead, which kills the child.)"""
+        job_id = self._stopped_job_id
+        if job_id and self.parsers is not None:
+            self.parsers.stop(job_id)
 
     def perform_job(self, job, queue, execution) -> bool:
         try:

@@ -8,6 +8,7 @@ urllib3 (what requests runs on) is used directly because it lets us pin the addr
 """
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -30,8 +31,12 @@ class Download:
     name: str
 
 
-def fetch(url: str, *, max_bytes: int, timeout: float) -> Download:
+def fetch(url: str, *, max_bytes: int, timeout: float, check: Callable[[], None] | None = None) -> Download:
+    """Downloads ``url``; ``check()``, if given, is called before each request and after each
+    chunk, and may raise to abandon the download (a cancellation)."""
+    check = check or (lambda: None)
     for _ in range(MAX_REDIRECTS + 1):
+        check()
         try:
             addresses = check_url(url, require_resolvable=True)
         except UnsafeURL as exc:
@@ -46,7 +51,7 @@ def fetch(url: str, *, max_bytes: int, timeout: float) -> Download:
             response.release_conn()
             transient = response.status in (408, 425, 429) or response.status >= 500
             raise StageError("fetch_failed", f"The server answered HTTP {response.status}.", transient=transient)
-        return _download(response, url, max_bytes)
+        return _download(response, url, max_bytes, check)
     raise StageError("too_many_redirects", f"More than {MAX_REDIRECTS} redirects.")
 
 
@@ -78,7 +83,7 @@ def _request(parts, address: str, timeout: float):
         raise StageError("fetch_failed", f"Could not fetch the URL: {type(exc).__name__}.", transient=True) from None
 
 
-def _download(response, url: str, max_bytes: int) -> Download:
+def _download(response, url: str, max_bytes: int, check: Callable[[], None]) -> Download:
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         response.release_conn()
@@ -87,6 +92,7 @@ def _download(response, url: str, max_bytes: int) -> Download:
     size = 0
     try:
         for chunk in response.stream(CHUNK):
+            check()
             size += len(chunk)
             if size > max_bytes:
                 raise StageError("too_large", f"The document is larger than {max_bytes} bytes.")
@@ -94,7 +100,7 @@ def _download(response, url: str, max_bytes: int) -> Download:
     except urllib3.exceptions.HTTPError as exc:
         spool.close()
         raise StageError("fetch_failed", f"The download broke off: {type(exc).__name__}.", transient=True) from None
-    except StageError:
+    except BaseException:
         spool.close()
         raise
     finally:

@@ -6,7 +6,10 @@ process, forked from it, so the child starts with the worker's imports, loaded m
 registered stages (as they were when it was forked), and hands it one document at a time over
 a pipe. The child runs ``pipelines.runner.run_document`` and nothing else: it never touches the
 worker's database connection or Redis. It reports each stage as it begins, then sends back the
-``DocumentResult`` or the ``StageError`` (pickled: texts of tens of MB are fine).
+``DocumentResult`` or the ``StageError`` (pickled: texts of tens of MB are fine). It is forked
+from a process with threads (RQ's pubsub listener, the engine's progress ticker), so it must not
+use what they may hold at that instant (connections, locks of buffered streams): it uses its pipe
+and the runner only. (Logging's locks are reset across a fork by the logging module itself.)
 
 The child ignores SIGINT and SIGTERM (a Ctrl-C or a warm shutdown of the worker lets the
 document finish; only the parent kills a child, with SIGKILL), dies with the thread that forked
@@ -32,7 +35,9 @@ Error codes (``StageError.code``; ``.stage`` is the stage that was running):
 
 A crash or a timeout is retried (the whole document, in a fresh child, after the stage's
 backoff) only when the stage's ``retry.crashes`` is true, up to ``retry.attempts``: a document
-that crashes a parser usually crashes it again. The child is replaced after ``max_tasks``
+that crashes a parser usually crashes it again. A child that dies before the document's first
+stage (killed while idle) is not the document's doing: it is run once more in a fresh child.
+Memory overruns are not retried. The child is replaced after ``max_tasks``
 documents, after a crash or a kill, after ``memory_limit_exceeded``, and when its RSS is above
 ``max_memory`` after a document.
 """
@@ -110,6 +115,8 @@ class ParserPool:
                 return self._attempt(stages, document, key, on_stage, tick)
             except _ChildLost as lost:
                 crashes[lost.index] += 1
+                if lost.index is None and crashes[None] == 1:  # died before the document began (killed while
+                    continue  # idle, say): not the document's doing; once more, in a fresh child
                 retry = None if lost.index is None else stages[lost.index]["retry"]
                 if retry is None or not retry["crashes"] or crashes[lost.index] >= retry["attempts"]:
                     raise lost.error from None
@@ -124,6 +131,11 @@ class ParserPool:
             self._stopped.append(key)
             if self._running == key and self._child is not None:
                 self._child.process.kill()
+
+    def stopped(self, key: str) -> bool:
+        """Whether ``stop(key)`` was called (for work of that key done outside the pool)."""
+        with self._lock:
+            return key in self._stopped
 
     def close(self) -> None:
         """Ends the child (a later ``run`` or ``warm`` starts a new one)."""
@@ -261,6 +273,14 @@ class _ChildLost(Exception):
 
 
 def _spawn(max_memory: int) -> _Child:
+    inherited = _vm_data()
+    if inherited > max_memory // 2:
+        logger.error(
+            "the parser process inherits %d MiB of data from the worker: its memory limit (%d MiB, "
+            "WORKER_CHILD_MAX_MEMORY) leaves its documents little room",
+            inherited // _MIB,
+            max_memory // _MIB,
+        )
     conn, child_conn = _FORK.Pipe()
     process = _FORK.Process(target=_child_main, args=(child_conn, conn, os.getpid(), max_memory), name="parser")
     process.start()
@@ -343,6 +363,17 @@ def _rss(pid: int) -> int:
         with open(f"/proc/{pid}/statm") as statm:
             return int(statm.read().split()[1]) * _PAGE_SIZE
     except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _vm_data() -> int:
+    """This process's private writable memory (VmData) in bytes, which a forked child inherits and
+    ``RLIMIT_DATA`` counts (0 when it cannot be read)."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmData:"))
+        return int(line.split()[1]) * 1024
+    except (OSError, StopIteration, ValueError):
         return 0
 
 

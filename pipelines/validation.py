@@ -37,7 +37,9 @@ TIMEOUT_SCHEMA = {
     "maximum": 86400,
     "default": 300,
     "description": "Seconds the stage may run on one document (retries included) before the job fails with "
-    "stage_timeout. Enforced by the project's worker class, which runs stages in a killable child process.",
+    "stage_timeout. Enforced by the project's worker class, which runs stages in a killable child process; "
+    "the whole job is also bounded by the service's RQ_DEFAULT_TIMEOUT (job_timeout). Not used by fetch, "
+    "whose params.timeout_seconds bounds each network read.",
 }
 _STAGE_KEYS = {"name", "params", "retry", "timeout_seconds"}
 MAX_STAGES = 50

@@ -14,23 +14,14 @@ def rq_queue():
     return ids
 
 
-def drain(worker_class) -> None:
-    queues = [Queue(name, connection=get_redis()) for name in ("high", "default", "low")]
-    worker_class(queues, connection=get_redis()).work(burst=True, with_scheduler=False)
-
-
 @pytest.fixture
 def run_worker():
     """Drains the job queues with our worker class, in process (burst mode): jobs run here,
     their documents' stages in its parser child process."""
     from jobs.worker import Worker
 
-    return lambda: drain(Worker)
+    def drain():
+        queues = [Queue(name, connection=get_redis()) for name in ("high", "default", "low")]
+        Worker(queues, connection=get_redis()).work(burst=True, with_scheduler=False)
 
-
-@pytest.fixture
-def run_stock_worker():
-    """Drains the job queues with RQ's own SimpleWorker, in process: stages run unisolated."""
-    from rq import SimpleWorker
-
-    return lambda: drain(SimpleWorker)
+    return drain

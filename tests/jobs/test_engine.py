@@ -80,22 +80,23 @@ def test_a_one_file_one_stage_job_takes_8_statements_and_2_commits(as_owner, mon
     connection.ensure_connection()
     with counting(monkeypatch) as counter:
         assert engine.job_process(job_id) == JobStatus.COMPLETED
-    # claim + its event; the files; the result cache; the job, its event, its result, its file
+    # claim, its event, its files (marked processing); the result cache; the job, its event, its result, its file
     assert len(counter.statements) == 8, "\n".join(counter.statements)
     assert counter.commits == 2
 
 
 def test_a_job_is_claimed_once(as_owner):
     job_id = text_job(as_owner)
-    first, second = job_claim(job_id, worker="w-1"), job_claim(job_id, worker="w-2")
+    (first, files), second = job_claim(job_id, worker="w-1"), job_claim(job_id, worker="w-2")
     assert first.attempts == 1 and first.locked_by == "w-1" and second is None
+    assert [(f.original_name, f.status) for f in files] == [("input.txt", "processing")]
     assert list(JobEvent.objects.filter(job_id=job_id).values_list("to_status", "message")) == [
         ("queued", "created"), ("processing", "claimed by w-1")]  # fmt: skip
 
 
 def test_a_requeued_job_whose_old_worker_wakes_up_gets_nothing_written(as_owner, run_worker):
     job_id = text_job(as_owner, stages=[{"name": "detect"}, {"name": "extract_text"}])
-    stale = job_claim(job_id, worker="w-old")  # attempt 1, whose worker then stalls
+    stale, _ = job_claim(job_id, worker="w-old")  # attempt 1, whose worker then stalls
     Job.objects.filter(pk=job_id).update(heartbeat_at=timezone.now() - timedelta(hours=1))
     assert reap_stale_jobs()["requeued"] == 1
     run_worker()  # attempt 2
@@ -126,7 +127,7 @@ def test_a_requeued_job_whose_old_worker_wakes_up_gets_nothing_written(as_owner,
 
 def test_a_cancelled_job_is_noticed_at_the_next_write_and_finished_only_from_cancelling(as_owner):
     job_id = text_job(as_owner)
-    job = job_claim(job_id, worker="w-1")
+    job, _ = job_claim(job_id, worker="w-1")
     with pytest.raises(ClaimLost):  # not cancelling: nothing to finish
         job_finish_cancelled(job)
     assert as_owner.delete(f"/api/v1/jobs/{job_id}").status_code == 204

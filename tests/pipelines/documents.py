@@ -3,16 +3,19 @@
 import io
 
 
-def pdf(pages: list[str]) -> bytes:
-    """A valid PDF with one line of Helvetica text per page."""
-    objects = ["<< /Type /Catalog /Pages 2 0 R >>", None, "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    kids = []
-    for text in pages:
-        escaped = text.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
-        stream = f"BT /F1 12 Tf 72 720 Td ({escaped}) Tj ET".encode("latin-1")
-        objects.append(f"<< /Length {len(stream)} >>\nstream\n{stream.decode('latin-1')}\nendstream")
-        content = len(objects)
-        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {content} 0 R "
+def pdf(pages: list[str | list[str]]) -> bytes:
+    """A valid PDF, one page per item: a line of text, or a list of lines (Helvetica, WinAnsi
+    encoding, so accented Latin letters come out right)."""
+    font = "<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica /Encoding /WinAnsiEncoding >>"
+    objects, kids = ["<< /Type /Catalog /Pages 2 0 R >>", None, font], []
+    for page in pages:
+        lines = [page] if isinstance(page, str) else page
+        shown = " T* ".join(
+            "(" + line.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)") + ") Tj" for line in lines
+        )
+        stream = f"BT /F1 11 Tf 14 TL 56 760 Td {shown} ET".encode("cp1252")
+        objects.append(b"<< /Length %d >>\nstream\n" % len(stream) + stream + b"\nendstream")
+        objects.append(f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {len(objects)} 0 R "
                        "/Resources << /Font << /F1 3 0 R >> >> >>")  # fmt: skip
         kids.append(f"{len(objects)} 0 R")
     objects[1] = f"<< /Type /Pages /Kids [{' '.join(kids)}] /Count {len(kids)} >>"
@@ -20,7 +23,8 @@ def pdf(pages: list[str]) -> bytes:
     out.write(b"%PDF-1.4\n")
     for number, body in enumerate(objects, start=1):
         offsets.append(out.tell())
-        out.write(f"{number} 0 obj\n{body}\nendobj\n".encode("latin-1"))
+        body = body if isinstance(body, bytes) else body.encode("latin-1")
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
     xref = out.tell()
     out.write(f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode())
     for offset in offsets:
