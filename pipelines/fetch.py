@@ -91,7 +91,7 @@ def _download(response, url: str, max_bytes: int, check: Callable[[], None]) -> 
     spool = tempfile.SpooledTemporaryFile(max_size=CHUNK * 16)
     size = 0
     try:
-        for chunk in response.stream(CHUNK):
+        while chunk := response.read1(CHUNK):  # whatever each read brings: a slow server is checked on as it drips
             check()
             size += len(chunk)
             if size > max_bytes:

@@ -2,12 +2,14 @@
 through SSRF_ALLOWED_NETWORKS (everything private stays refused by default)."""
 
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from jobs.models import Job, JobStatus
 from pipelines.models import Pipeline, PipelineVersion
+from tests.jobs.workers import WORKER_CLASSES, kill_tree, start_rqworker, wait_for
 from tests.pipelines.documents import pdf
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -99,3 +101,43 @@ def test_private_addresses_are_refused_by_default(as_member):
     response = as_member.post("/api/v1/jobs", {"source_type": "url", "source_uri": "http://127.0.0.1:9/x"},
                               format="json")  # fmt: skip
     assert response.status_code == 400
+
+
+class Drip(BaseHTTPRequestHandler):
+    """A server that sends a large document a few bytes at a time (a slow or hostile one)."""
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(10**6))
+        self.end_headers()
+        try:
+            for _ in range(10**4):
+                self.wfile.write(b"drip " * 20)
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass  # the worker hung up
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("worker_class", WORKER_CLASSES)
+def test_cancelling_a_url_job_mid_download_ends_it_within_5_seconds(as_member, settings, worker_class):
+    settings.SSRF_ALLOWED_NETWORKS = ["127.0.0.1/32"]
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    job_id = submit(as_member, f"http://127.0.0.1:{httpd.server_port}/slow.txt")
+    worker = start_rqworker(settings.MEDIA_ROOT, worker_class, SSRF_ALLOWED_NETWORKS="127.0.0.1/32")
+    try:
+        wait_for(lambda: Job.objects.get(pk=job_id).progress_stage == "fetch")  # downloading
+        started = time.monotonic()
+        assert as_member.delete(f"/api/v1/jobs/{job_id}").status_code == 204
+        wait_for(lambda: Job.objects.get(pk=job_id).status == JobStatus.CANCELLED, timeout=5)
+        assert time.monotonic() - started < 5
+    finally:
+        kill_tree(worker.pid)
+        worker.wait(timeout=30)
+        httpd.shutdown()
+    assert not Job.objects.get(pk=job_id).files.exists()  # nothing kept of the download
