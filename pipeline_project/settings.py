@@ -37,6 +37,9 @@ if not SECRET_KEY:
     SECRET_KEY = "dev-only-insecure-secret-key-do-not-use-in-production" if DEBUG else get_random_secret_key()
 # HMAC key for API key hashes; separate so SECRET_KEY can rotate without revoking every key.
 API_KEY_HMAC_SECRET = env_str("API_KEY_HMAC_SECRET", SECRET_KEY)
+# Fernet keys encrypting the secrets the service must read back (webhook signing secrets), newest
+# first; unset: one derived from SECRET_KEY (pipeline_project/lib/crypto.py).
+SECRETS_ENCRYPTION_KEYS = env_list("SECRETS_ENCRYPTION_KEYS", [])
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])

@@ -12,10 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
-import certifi
 import urllib3
 
-from pipeline_project.lib.ssrf import UnsafeURL, check_url
+from pipeline_project.lib.ssrf import UnsafeURL, pinned_request
 from pipelines.stages.base import StageError
 
 MAX_REDIRECTS = 5
@@ -37,12 +36,7 @@ def fetch(url: str, *, max_bytes: int, timeout: float, check: Callable[[], None]
     check = check or (lambda: None)
     for _ in range(MAX_REDIRECTS + 1):
         check()
-        try:
-            addresses = check_url(url, require_resolvable=True)
-        except UnsafeURL as exc:
-            raise StageError("unsafe_url", str(exc)) from None
-        parts = urlsplit(url)
-        response = _request(parts, addresses[0], timeout)
+        response = _request(url, timeout)
         if response.status in (301, 302, 303, 307, 308) and response.headers.get("Location"):
             url = urljoin(url, response.headers["Location"])
             response.release_conn()
@@ -55,28 +49,11 @@ def fetch(url: str, *, max_bytes: int, timeout: float, check: Callable[[], None]
     raise StageError("too_many_redirects", f"More than {MAX_REDIRECTS} redirects.")
 
 
-def _request(parts, address: str, timeout: float):
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    options = {"timeout": urllib3.Timeout(connect=min(timeout, 10), read=timeout), "retries": False, "maxsize": 1}
-    if parts.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(
-            address,
-            port,
-            server_hostname=parts.hostname,
-            assert_hostname=parts.hostname,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=certifi.where(),
-            **options,
-        )
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, **options)
-    path = parts.path or "/"
-    if parts.query:
-        path = f"{path}?{parts.query}"
-    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+def _request(url: str, timeout: float):
     try:
-        return pool.urlopen("GET", path, headers={"Host": host, "User-Agent": "pipeline-service/1.0"},
-                            redirect=False, preload_content=False)  # fmt: skip
+        return pinned_request("GET", url, timeout=timeout, headers={"User-Agent": "pipeline-service/1.0"})
+    except UnsafeURL as exc:
+        raise StageError("unsafe_url", str(exc)) from None
     except urllib3.exceptions.TimeoutError:
         raise StageError("fetch_timeout", f"No answer within {timeout} s.", transient=True) from None
     except urllib3.exceptions.HTTPError as exc:

@@ -6,12 +6,18 @@ ranges are refused, whatever the spelling (``2130706433``, ``0177.0.0.1``, ``0x7
 ``[::ffff:127.0.0.1]`` all resolve to 127.0.0.1 and are refused). An IPv6 address that
 carries an IPv4 address (mapped, IPv4-compatible, IPv4-translated, NAT64 ``64:ff9b::/96``,
 6to4, Teredo) may be delivered to that IPv4 address by the network: both must be public.
+
+``pinned_request`` sends a request to a checked URL, connected to the address that was checked
+(a second DNS answer cannot point it elsewhere), never following redirects: the fetch stage
+and webhook deliveries go out through it.
 """
 
 import ipaddress
 import socket
 from urllib.parse import urlsplit
 
+import certifi
+import urllib3
 from django.conf import settings
 
 ALLOWED_SCHEMES = ("http", "https")
@@ -95,3 +101,27 @@ def check_url(url: str, *, require_resolvable: bool = False) -> list[str]:
     if private:
         raise UnsafeURL(f"The host {parts.hostname!r} resolves to a non-public address ({private[0]}).")
     return addresses
+
+
+def pinned_request(method: str, url: str, *, timeout: float, body: bytes | None = None,
+                   headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:  # fmt: skip
+    """``method url``, after ``check_url`` (``UnsafeURL``), to the first checked address with the
+    URL's host name kept for Host, SNI and the certificate check; redirects are returned, not
+    followed; the body is not preloaded (``stream``/``read1`` it, then ``release_conn``).
+    Raises urllib3's ``TimeoutError`` / ``HTTPError`` as they come."""
+    address = check_url(url, require_resolvable=True)[0]
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    options = {"timeout": urllib3.Timeout(connect=min(timeout, 10), read=timeout), "retries": False, "maxsize": 1}
+    if parts.scheme == "https":
+        pool = urllib3.HTTPSConnectionPool(address, port, server_hostname=parts.hostname,
+                                           assert_hostname=parts.hostname, cert_reqs="CERT_REQUIRED",
+                                           ca_certs=certifi.where(), **options)  # fmt: skip
+    else:
+        pool = urllib3.HTTPConnectionPool(address, port, **options)
+    path = parts.path or "/"
+    if parts.query:
+        path = f"{path}?{parts.query}"
+    host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
+    return pool.urlopen(method, path, body=body, headers={"Host": host, **(headers or {})}, redirect=False,
+                        preload_content=False)  # fmt: skip
