@@ -5,7 +5,7 @@
 then fails them with ``worker_lost``. ``reconcile_queued_jobs`` re-enqueues ``queued`` jobs
 Redis no longer holds (Redis restarted or flushed, an enqueue lost to an outage) or holds
 only as finished or failed. Both are idempotent; they run every few seconds from the RQ cron
-scheduler (``jobs/cron.py``) and on demand with ``manage.py reap_stale_jobs``.
+scheduler (``pipeline_project/cron.py``) and on demand with ``manage.py reap_stale_jobs``.
 """
 
 import logging

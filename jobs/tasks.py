@@ -24,7 +24,7 @@ def job_stopped(job, connection, *args, **kwargs) -> None:
 
 
 def recover_jobs() -> dict[str, int]:
-    """Scheduled every few seconds (jobs/cron.py): requeue jobs of dead workers, re-enqueue lost ones."""
+    """Scheduled every few seconds (pipeline_project/cron.py): requeue jobs of dead workers, re-enqueue lost ones."""
     from jobs.recovery import recover_jobs as recover
 
     close_old_connections()
@@ -35,7 +35,7 @@ def recover_jobs() -> dict[str, int]:
 
 
 def expire_results() -> int:
-    """Scheduled hourly (jobs/cron.py)."""
+    """Scheduled hourly (pipeline_project/cron.py)."""
     from jobs.services import job_results_expire
 
     close_old_connections()

@@ -199,6 +199,15 @@ FETCH_TIMEOUT = env_seconds("FETCH_TIMEOUT", 30)
 RESULT_INLINE_MAX_SIZE = env_bytes("RESULT_INLINE_MAX_SIZE", 1024 * 1024)  # larger texts go to storage
 RESULT_RETENTION = env_seconds("RESULT_RETENTION", 30 * 86400)  # results expire after this
 JOB_HEARTBEAT_TIMEOUT = env_seconds("JOB_HEARTBEAT_TIMEOUT", 30)  # a processing job silent this long is requeued
+# Webhooks: each attempt's timeout; the delays before each attempt (seconds, jitter added), after
+# which a delivery fails; a subscription failing without a success this long is disabled; a rotated
+# secret keeps signing beside the new one this long.
+WEBHOOK_TIMEOUT = env_seconds("WEBHOOK_TIMEOUT", 15)
+WEBHOOK_RETRY_SCHEDULE = [
+    int(delay) for delay in env_list("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000".split(","))
+]
+WEBHOOK_DISABLE_AFTER = env_seconds("WEBHOOK_DISABLE_AFTER", 5 * 86400)
+WEBHOOK_SECRET_ROTATION_OVERLAP = env_seconds("WEBHOOK_SECRET_ROTATION_OVERLAP", 86400)
 # Modules that register extra pipeline stages when imported (plugins; the tests' crash stages).
 PIPELINE_STAGE_MODULES = env_list("PIPELINE_STAGE_MODULES", [])
 # Our worker class (jobs.worker.Worker) parses documents in a child process, replaced after this

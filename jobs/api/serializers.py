@@ -7,20 +7,11 @@ from rest_framework import serializers
 
 from jobs.models import Job, JobEvent, JobFile, JobStatus, Priority, SourceType
 from pipeline_project.lib import fields
-from pipeline_project.lib.ssrf import UnsafeURL, check_url
 
 METADATA_MAX_BYTES = 16 * 1024
 PRIORITY_NAMES = {value: label for value, label in Priority.choices}
 PRIORITY_VALUES = {label: value for value, label in Priority.choices}
 IDEMPOTENCY_KEY = re.compile(r"^[!-~]{1,255}$")  # visible ASCII: it is stored and compared as sent
-
-
-def check_public_url(value: str) -> str:
-    try:
-        check_url(value)
-    except UnsafeURL as exc:
-        raise serializers.ValidationError(str(exc)) from None
-    return value
 
 
 def idempotency_key(request) -> str | None:
@@ -88,14 +79,14 @@ class _JobSourceSerializer(JobOptionsSerializer):
     file_size = fields.IntegerField(required=False, allow_null=True, min_value=0)
     mime_type = fields.CharField(required=False, allow_blank=True, max_length=127, default="")
     webhook_url = fields.URLField(
-        required=False, allow_blank=True, max_length=2000, default="", validators=[check_public_url]
+        required=False, allow_blank=True, max_length=2000, default="", validators=[fields.public_url]
     )
 
 
 class UrlJobCreateSerializer(_JobSourceSerializer):
     source_type = fields.ChoiceField(choices=[SourceType.URL])
     source_uri = fields.URLField(
-        max_length=2000, validators=[check_public_url], help_text="http(s), public hosts only; fetched by the worker."
+        max_length=2000, validators=[fields.public_url], help_text="http(s), public hosts only; fetched by the worker."
     )
     start = fields.BooleanField(required=False, default=True, help_text="false creates a draft; start it later.")
 

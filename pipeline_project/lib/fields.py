@@ -8,15 +8,17 @@ generation (``lib.schema.AutoSchema``) warns about any writable field that is no
 (multipart) carry only text, so booleans and JSON objects also accept their text form there.
 """
 
+from urllib.parse import urlsplit
+
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import RegexValidator, URLValidator
 from django.db import models
 from django.http import QueryDict
 from django.utils.dateparse import parse_datetime
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from pipeline_project.lib import json_input
+from pipeline_project.lib import json_input, ssrf
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
@@ -61,8 +63,33 @@ class RegexField(_StrictType, serializers.RegexField):
         self.validators = [FullMatchValidator(v.regex) if type(v) is RegexValidator else v for v in self.validators]
 
 
+def public_url(value: str) -> str:
+    """A validator: the URL may only reach the public internet (``lib.ssrf``)."""
+    try:
+        ssrf.check_url(value)
+    except ssrf.UnsafeURL as exc:
+        raise serializers.ValidationError(str(exc)) from None
+    return value
+
+
+class _URLValidator(URLValidator):
+    """Django's URL check without its limit of 253 characters on the host name: the schema's
+    ``uri`` format sets none. Such a host never resolves, so the SSRF guard refuses it where the
+    URL is used (a fetch, a delivery)."""
+
+    def __call__(self, value):
+        try:
+            super().__call__(value)
+        except DjangoValidationError:
+            host = urlsplit(value).hostname or ""
+            if not (len(host) > 253 and value.split("://")[0].lower() in self.schemes and self.regex.search(value)):
+                raise
+
+
 class URLField(_StrictType, serializers.URLField):
-    pass
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.validators = [_URLValidator() if isinstance(v, URLValidator) else v for v in self.validators]
 
 
 class NameValidator(RegexValidator):

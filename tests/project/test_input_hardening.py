@@ -35,7 +35,9 @@ def objects(as_owner) -> dict:
     job = as_owner.post(JOBS, {"source_type": "text", "text": "x"}, format="json").json()
     pipeline = as_owner.post(PIPELINES, {"name": "p", "config": {"stages": [{"name": "detect"}]}}, format="json")
     key = as_owner.post("/api/v1/auth/api-keys", {"name": "k"}, format="json").json()
-    return {JOBS: job["id"], PIPELINES: pipeline.json()["id"], "/api/v1/auth/api-keys": key["id"]}
+    hook = as_owner.post("/api/v1/webhooks", {"url": "https://hooks.example.com/x", "events": ["*"]}, format="json")
+    return {JOBS: job["id"], PIPELINES: pipeline.json()["id"], "/api/v1/auth/api-keys": key["id"],
+            "/api/v1/webhooks": hook.json()["id"]}  # fmt: skip
 
 
 def _raw(client, objects, method, path, body: str):

@@ -1,0 +1,11 @@
+"""Everything periodic, for ``manage.py rqcron pipeline_project.cron`` (the scheduler process of
+``make run`` and compose)."""
+
+from rq import cron
+
+from jobs.tasks import expire_results, recover_jobs
+from webhooks.tasks import recover_deliveries
+
+cron.register(recover_jobs, "high", interval=10, job_timeout=300, name="recover_jobs")
+cron.register(recover_deliveries, "high", interval=10, job_timeout=300, name="recover_webhook_deliveries")
+cron.register(expire_results, "low", interval=3600, job_timeout=3600, name="expire_results")

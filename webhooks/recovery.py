@@ -1,0 +1,54 @@
+"""No committed delivery is ever lost: due deliveries whose RQ job Redis no longer holds alive
+(a process that died between commit and enqueue, a Redis flush or restart, an enqueue lost to an
+outage, a worker killed mid-attempt whose lease ran out) are enqueued again. Idempotent: sending
+is decided by the delivery row (``webhooks/delivery.py`` claims it), not by the RQ message."""
+
+import logging
+from datetime import timedelta
+
+from django.db.models import Q
+from django.utils import timezone
+from redis.exceptions import RedisError
+from rq.exceptions import NoSuchJobError
+from rq.job import Job as RQJob
+from rq.job import JobStatus as RQStatus
+
+from pipeline_project.lib.redis import get_redis
+from webhooks import queueing
+from webhooks.delivery import OPEN
+from webhooks.models import WebhookDelivery
+
+logger = logging.getLogger(__name__)
+
+GRACE = timedelta(seconds=30)  # leave just-due deliveries to their after-commit or scheduled enqueue
+BATCH = 1000  # per run; the cron runs every 10 s
+_ALIVE = {RQStatus.QUEUED, RQStatus.STARTED, RQStatus.DEFERRED, RQStatus.SCHEDULED}
+
+
+def reenqueue_due_deliveries() -> int:
+    """Enqueues again every open delivery due for more than ``GRACE`` with no live RQ job; returns how many."""
+    cutoff = timezone.now() - GRACE
+    due = (
+        WebhookDelivery.objects.filter(status__in=OPEN)
+        .filter(Q(next_attempt_at__lt=cutoff) | Q(next_attempt_at__isnull=True, created_at__lt=cutoff))
+        .order_by("next_attempt_at")
+        .values_list("pk", "attempts")[:BATCH]
+    )
+    redis = get_redis()
+    count = 0
+    for delivery_id, attempts in due:
+        try:
+            try:
+                rq_job = RQJob.fetch(queueing.rq_job_id(delivery_id, attempts), connection=redis)
+            except NoSuchJobError:
+                rq_job = None
+            if rq_job is not None and rq_job.get_status(refresh=False) in _ALIVE:
+                continue
+            if rq_job is not None:
+                rq_job.delete()  # finished or failed: its expiry would outlive a new enqueue of its id
+        except RedisError:
+            logger.warning("webhook delivery recovery stopped: Redis unavailable", exc_info=True)
+            break
+        queueing.enqueue(delivery_id, attempts)
+        count += 1
+    return count
