@@ -101,3 +101,13 @@ def job_with(client, org, stages: list[dict]) -> str:
                                             "pipeline_id": str(pipeline.id)}, format="json")  # fmt: skip
     assert response.status_code == 201, response.content
     return response.json()["id"]
+
+
+def cancel_within_5_seconds(client, job_id: str) -> None:
+    """Cancels ``job_id`` through the API; it must end ``cancelled`` within 5 seconds."""
+    from jobs.models import Job, JobStatus
+
+    started = time.monotonic()
+    assert client.delete(f"/api/v1/jobs/{job_id}").status_code == 204
+    wait_for(lambda: Job.objects.get(pk=job_id).status == JobStatus.CANCELLED, timeout=5)
+    assert time.monotonic() - started < 5

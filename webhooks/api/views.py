@@ -113,9 +113,7 @@ class WebhookViewSet(
     )
     @action(detail=True, methods=["post"])
     def test(self, request, pk=None):
-        delivery = services.subscription_test(subscription=self.get_object())
-        return Response({"delivery_id": delivery.id, "message_id": delivery.message_id},
-                        status=status.HTTP_202_ACCEPTED)  # fmt: skip
+        return _queued(services.subscription_test(subscription=self.get_object()))
 
     @extend_schema(
         summary="List a subscription's deliveries",
@@ -157,9 +155,11 @@ class WebhookViewSet(
     @action(detail=True, methods=["post"], url_path=f"deliveries/(?P<delivery_id>{UUID})/redeliver",
             filter_backends=[])  # fmt: skip
     def redeliver(self, request, pk=None, delivery_id=None):
-        delivery = delivery_redeliver(delivery=self._delivery(delivery_id))
-        return Response({"delivery_id": delivery.id, "message_id": delivery.message_id},
-                        status=status.HTTP_202_ACCEPTED)  # fmt: skip
+        return _queued(delivery_redeliver(delivery=self._delivery(delivery_id)))
+
+
+def _queued(delivery: WebhookDelivery) -> Response:
+    return Response({"delivery_id": delivery.id, "message_id": delivery.message_id}, status=status.HTTP_202_ACCEPTED)
 
 
 @extend_schema(tags=["webhooks"])
