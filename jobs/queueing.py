@@ -22,6 +22,7 @@ from redis.exceptions import RedisError
 from rq import Callback, Queue
 from rq.command import send_stop_job_command
 from rq.exceptions import InvalidJobOperation, NoSuchJobError
+from rq.job import Job as RQJob
 
 from pipeline_project.lib.redis import get_redis
 
@@ -44,8 +45,11 @@ def enqueue(job_id, queue_name: str) -> None:
     enqueue_many([(job_id, queue_name)])
 
 
-def enqueue_many(jobs: Iterable[tuple[object, str]]) -> None:
-    """Puts each ``(job_id, queue_name)`` on RQ, all in one Redis round trip."""
+def enqueue_many(jobs: Iterable[tuple[object, str]], *, again: bool = False) -> None:
+    """Puts each ``(job_id, queue_name)`` on RQ, all in one Redis round trip. ``again``: RQ may
+    still hold the job from an earlier attempt (finished, failed, stopped), and it keeps such a
+    job's expiry when it is enqueued again, which would drop it from Redis while it waits: the
+    expiry is removed in the same round trip."""
     jobs = list(jobs)
     try:
         with get_redis().pipeline() as pipe:
@@ -53,6 +57,8 @@ def enqueue_many(jobs: Iterable[tuple[object, str]]) -> None:
                 queue(queue_name).enqueue_call(
                     RUN_JOB, args=(str(job_id),), job_id=str(job_id), on_stopped=Callback(JOB_STOPPED), pipeline=pipe
                 )
+                if again:
+                    pipe.persist(RQJob.key_for(str(job_id)))
             pipe.execute()
     except RedisError:
         ids = ", ".join(str(job_id) for job_id, _ in jobs)
@@ -79,6 +85,15 @@ def stop(job_id) -> None:
 
 def stop_on_commit(job_id) -> None:
     transaction.on_commit(lambda: stop(job_id))
+
+
+def requeue(job_id, queue_name: str) -> None:
+    """``enqueue`` for a job that ran or was enqueued before (the reaper's requeue, the reconciler)."""
+    enqueue_many([(job_id, queue_name)], again=True)
+
+
+def requeue_on_commit(job_id, queue_name: str) -> None:
+    transaction.on_commit(lambda: requeue(job_id, queue_name))
 
 
 def enqueue_on_commit(job_id, queue_name: str) -> None:

@@ -67,7 +67,7 @@ def reconcile_queued_jobs() -> int:
             logger.warning("reconciliation stopped: Redis unavailable", exc_info=True)
             break
         if status not in _ALIVE:
-            queueing.enqueue(job_id, QUEUE_FOR_PRIORITY[priority])
+            queueing.requeue(job_id, QUEUE_FOR_PRIORITY[priority])
             count += 1
     return count
 

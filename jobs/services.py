@@ -735,7 +735,7 @@ def job_worker_lost(*, job: Job, message: str) -> str:
     else:
         transition_locked(job, JobStatus.QUEUED, SYSTEM, f"{message}; requeued", locked_by="", locked_at=None)
         _files_back_to_pending(job.pk)
-        queueing.enqueue_on_commit(job.pk, job.queue_name)
+        queueing.requeue_on_commit(job.pk, job.queue_name)
     return job.status
 
 

@@ -100,3 +100,17 @@ def test_cancelling_a_job_in_a_long_stage_ends_it_within_5_seconds(as_member, or
     assert list(job.files.values_list("status", "result")) == [("pending", None)]
     assert list(JobEvent.objects.filter(job=job).values_list("to_status", flat=True))[-2:] == [
         "cancelling", "cancelled"]  # fmt: skip
+
+
+def test_a_job_enqueued_again_does_not_keep_the_expiry_rq_gave_its_earlier_attempt(as_member, run_worker):
+    from rq.job import Job as RQJob
+
+    from jobs import queueing
+
+    response = as_member.post("/api/v1/jobs", {"source_type": "text", "text": "hello"}, format="json")
+    job_id = response.json()["id"]
+    run_worker()  # RQ now holds the finished job, to expire in result_ttl
+    key = RQJob.key_for(job_id)
+    assert get_redis().ttl(key) > 0
+    queueing.requeue(job_id, "default")  # as the reaper and the reconciler do
+    assert get_redis().ttl(key) == -1 and job_id in queueing.queue("default").job_ids
