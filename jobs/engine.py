@@ -31,7 +31,7 @@ from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
 from jobs.models import FileStatus, Job, JobFile, JobStatus, SourceType
-from jobs.selectors import job_cached_source, job_result_text
+from jobs.selectors import job_cached_source, job_cancelling, job_result_text
 from jobs.services import (
     CancelRequested,
     ClaimLost,
@@ -99,7 +99,7 @@ def job_process(job_id, *, worker: str | None = None) -> str | None:
 
 def job_stopped(job_id) -> None:
     """A stock RQ worker killed the job's work horse (stop-job, sent when it was cancelled mid-stage)."""
-    job = Job.objects.filter(pk=job_id, status=JobStatus.CANCELLING).first()
+    job = job_cancelling(job_id=job_id)
     if job is not None:
         try:
             job_finish_cancelled(job)

@@ -15,20 +15,16 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 from redis.exceptions import RedisError
-from rq.exceptions import NoSuchJobError
-from rq.job import Job as RQJob
-from rq.job import JobStatus as RQStatus
 
 from jobs import queueing
 from jobs.models import QUEUE_FOR_PRIORITY, Job, JobStatus
 from jobs.services import job_worker_lost
-from pipeline_project.lib.redis import get_redis
+from pipeline_project.lib.redis import rq_job_alive
 
 logger = logging.getLogger(__name__)
 
 RECONCILE_GRACE = timedelta(seconds=30)  # leave just-queued jobs to their after-commit enqueue
 _COUNTED_AS = {JobStatus.QUEUED: "requeued", JobStatus.FAILED: "failed", JobStatus.CANCELLED: "cancelled"}
-_ALIVE = {RQStatus.QUEUED, RQStatus.STARTED, RQStatus.DEFERRED, RQStatus.SCHEDULED}
 
 
 def reap_stale_jobs() -> dict[str, int]:
@@ -55,18 +51,15 @@ def reap_stale_jobs() -> dict[str, int]:
 
 def reconcile_queued_jobs() -> int:
     """Re-enqueues queued jobs that have no live RQ job; returns how many."""
-    redis = get_redis()
     queued = Job.objects.filter(status=JobStatus.QUEUED, updated_at__lt=timezone.now() - RECONCILE_GRACE)
     count = 0
     for job_id, priority in queued.values_list("pk", "priority").iterator():
         try:
-            status = RQJob.fetch(str(job_id), connection=redis).get_status(refresh=False)
-        except NoSuchJobError:
-            status = None
+            alive = rq_job_alive(str(job_id))
         except RedisError:
             logger.warning("reconciliation stopped: Redis unavailable", exc_info=True)
             break
-        if status not in _ALIVE:
+        if not alive:
             queueing.requeue(job_id, QUEUE_FOR_PRIORITY[priority])
             count += 1
     return count

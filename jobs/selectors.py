@@ -107,6 +107,11 @@ def queue_health(*, principal: Principal) -> dict:
     return {"queues": queues, "workers": workers, "jobs": recent}
 
 
+def job_cancelling(*, job_id) -> Job | None:
+    """The job if it is being cancelled (its worker finishes the cancellation)."""
+    return Job.objects.filter(pk=job_id, status=JobStatus.CANCELLING).first()
+
+
 _CACHE_CANDIDATES = 1000  # files with the same bytes looked at; past that, a miss costs only a recomputation
 
 

@@ -8,6 +8,7 @@ from django.conf import settings
 from django.db import transaction
 from redis.exceptions import RedisError
 from rq import Queue
+from rq.job import Job as RQJob
 
 from pipeline_project.lib.redis import get_redis
 
@@ -38,6 +39,19 @@ def enqueue(delivery_id, attempts: int = 0, *, at: datetime | None = None) -> No
             _queue().enqueue_call(DELIVER, args=(str(delivery_id),), job_id=job_id)
         else:
             _queue().enqueue_at(at, DELIVER, str(delivery_id), job_id=job_id)
+    except RedisError:
+        logger.warning("delivery %s stays due in the database: Redis unavailable", delivery_id, exc_info=True)
+
+
+def requeue(delivery_id, attempts: int) -> None:
+    """``enqueue`` now of an attempt RQ may still hold as finished or failed (recovery): RQ keeps
+    such a job's expiry when it is enqueued again, so that is removed in the same round trip."""
+    job_id = rq_job_id(delivery_id, attempts)
+    try:
+        with get_redis().pipeline() as pipe:
+            _queue().enqueue_call(DELIVER, args=(str(delivery_id),), job_id=job_id, pipeline=pipe)
+            pipe.persist(RQJob.key_for(job_id))
+            pipe.execute()
     except RedisError:
         logger.warning("delivery %s stays due in the database: Redis unavailable", delivery_id, exc_info=True)
 

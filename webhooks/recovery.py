@@ -9,11 +9,8 @@ from datetime import timedelta
 from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
-from rq.exceptions import NoSuchJobError
-from rq.job import Job as RQJob
-from rq.job import JobStatus as RQStatus
 
-from pipeline_project.lib.redis import get_redis
+from pipeline_project.lib.redis import rq_job_alive
 from webhooks import queueing
 from webhooks.delivery import OPEN
 from webhooks.models import WebhookDelivery
@@ -22,7 +19,6 @@ logger = logging.getLogger(__name__)
 
 GRACE = timedelta(seconds=30)  # leave just-due deliveries to their after-commit or scheduled enqueue
 BATCH = 1000  # per run; the cron runs every 10 s
-_ALIVE = {RQStatus.QUEUED, RQStatus.STARTED, RQStatus.DEFERRED, RQStatus.SCHEDULED}
 
 
 def reenqueue_due_deliveries() -> int:
@@ -34,21 +30,14 @@ def reenqueue_due_deliveries() -> int:
         .order_by("next_attempt_at")
         .values_list("pk", "attempts")[:BATCH]
     )
-    redis = get_redis()
     count = 0
     for delivery_id, attempts in due:
         try:
-            try:
-                rq_job = RQJob.fetch(queueing.rq_job_id(delivery_id, attempts), connection=redis)
-            except NoSuchJobError:
-                rq_job = None
-            if rq_job is not None and rq_job.get_status(refresh=False) in _ALIVE:
+            if rq_job_alive(queueing.rq_job_id(delivery_id, attempts)):
                 continue
-            if rq_job is not None:
-                rq_job.delete()  # finished or failed: its expiry would outlive a new enqueue of its id
         except RedisError:
             logger.warning("webhook delivery recovery stopped: Redis unavailable", exc_info=True)
             break
-        queueing.enqueue(delivery_id, attempts)
+        queueing.requeue(delivery_id, attempts)
         count += 1
     return count

@@ -10,7 +10,6 @@ from rest_framework.views import APIView
 from accounts import roles
 from pipeline_project.lib.filters import FilterSet
 from pipeline_project.lib.pagination import CursorPagination
-from pipeline_project.lib.schema import errors
 from webhooks import selectors, services
 from webhooks.api.serializers import (
     DeliverySerializer,
@@ -181,7 +180,7 @@ class DefaultSecretRotateView(APIView):
         summary="Rotate the default webhook secret",
         description="The old secret keeps signing beside the new one for WEBHOOK_SECRET_ROTATION_OVERLAP.",
         request=None,
-        responses={200: SecretSerializer, **errors()},
+        responses={200: SecretSerializer},
     )
     def post(self, request):
         holder = services.default_secret(organization=request.auth.organization)
