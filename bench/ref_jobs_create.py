@@ -1,8 +1,9 @@
 """A minimal reference for ``POST /api/v1/jobs``: a plain WSGI callable, no Django.
 
 It does the durable work the real endpoint does for a url job, and nothing else: parse the
-JSON body, one PostgreSQL transaction (psycopg) inserting the job row and its first
-``job_events`` row into the same tables, then the same RQ enqueue as ``jobs.queueing``
+JSON body, read who listens to the organization's events (the webhooks outbox: none here), one
+PostgreSQL transaction (psycopg) inserting the job row and its first ``job_events`` row into the
+same tables, then the same RQ enqueue as ``jobs.queueing``
 (``Queue.enqueue_call`` of ``jobs.tasks.run_job`` with RQ job id = our job id and
 ``on_stopped=Callback("jobs.tasks.job_stopped")``, in one Redis pipeline: one round trip).
 No authentication, rate limit, validation or pipeline lookup, a two-field answer.
@@ -31,6 +32,7 @@ INSERT INTO jobs (id, organization_id, status, source_type, source_uri, file_nam
                   max_attempts, locked_by, request_hash, created_at, updated_at)
 VALUES (%s, %s, 'queued', %s, %s, '', '', 'standard', 2, '{}', %s, '', 0, '', 0, 0, 0, 3, '', '', %s, %s)
 """
+LISTENERS = "SELECT id, url, events FROM webhook_subscriptions WHERE organization_id = %s AND is_active"
 INSERT_EVENT = """
 INSERT INTO job_events (job_id, from_status, to_status, actor, message, created_at)
 VALUES (%s, '', 'queued', 'reference', 'created', %s)
@@ -63,6 +65,7 @@ def application(environ, start_response):
     data = json.loads(environ["wsgi.input"].read(length))
     job_id, now = uuid.uuid4(), datetime.now(UTC)
     conn = _database()
+    conn.execute(LISTENERS, (os.environ["REF_ORGANIZATION_ID"],)).fetchall()
     with conn.transaction():
         conn.execute(INSERT_JOB, (job_id, os.environ["REF_ORGANIZATION_ID"], data["source_type"],
                                   data.get("source_uri", ""), Jsonb(data.get("metadata", {})), now, now))  # fmt: skip

@@ -20,7 +20,17 @@ def job_queryset(*, principal: Principal) -> QuerySet[Job]:
 
 
 def job_detail_queryset(*, principal: Principal) -> QuerySet[Job]:
-    return job_queryset(principal=principal).prefetch_related(
+    return _with_detail(job_queryset(principal=principal))
+
+
+def jobs_as_announced(job_ids) -> QuerySet[Job]:
+    """Jobs with what their API representation shows, for the events announcing a change to them
+    (read inside the change's transaction: as it leaves them)."""
+    return _with_detail(Job.objects.filter(pk__in=job_ids).select_related("pipeline", "pipeline_version"))
+
+
+def _with_detail(queryset: QuerySet[Job]) -> QuerySet[Job]:
+    return queryset.prefetch_related(
         Prefetch("files", queryset=JobFile.objects.order_by("created_at", "id")),
         Prefetch("retries", queryset=Job.objects.only("id", "retried_from_id", "created_at")),
     )

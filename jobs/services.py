@@ -1,7 +1,8 @@
 """Every write of Job, JobFile and JobResult rows. A status change is checked against the state
 machine and recorded in the timeline in the same transaction: ``job_transition`` (under a row
 lock) for the API, the admin and the reaper; ``_finish`` (fenced by the claim's attempt number,
-below) for the worker. RQ is told after commit."""
+below) for the worker. Each change is announced (``jobs.announcements``: the webhooks' outbox rows
+are written then) in its transaction, once its writes are done. RQ is told after commit."""
 
 import copy
 import hashlib
@@ -21,7 +22,7 @@ from django.db.models import Case, F, Value, When
 from django.utils import timezone
 
 from accounts.principal import Principal
-from jobs import queueing
+from jobs import announcements, queueing
 from jobs.models import (
     TERMINAL_STATUSES,
     TRANSITIONS,
@@ -51,11 +52,14 @@ def job_transition(*, job_id, to: str, actor: str, message: str = "", **changes)
     """Moves the job to ``to`` (409 ``invalid_state`` if the state machine forbids it),
     applying ``changes`` and recording a JobEvent, under a row lock."""
     with transaction.atomic():
-        return transition_locked(Job.objects.select_for_update().get(pk=job_id), to, actor, message, **changes)
+        job = transition_locked(Job.objects.select_for_update().get(pk=job_id), to, actor, message, **changes)
+        announcements.status_changed(job, to)
+    return job
 
 
 def transition_locked(job: Job, to: str, actor: str, message: str = "", **changes) -> Job:
-    """``job_transition`` for a row the caller has already locked in its transaction."""
+    """``job_transition`` for a row the caller has already locked in its transaction; the caller
+    announces the change (``announcements.status_changed``) once its transaction's writes are done."""
     if not job.can_transition_to(to):
         raise InvalidStateError(
             f"A {job.status} job cannot become {to}.",
@@ -128,8 +132,11 @@ def job_create(
         request_hash=fingerprint,
     )
     event = JobEvent(job=job, to_status=job.status, actor=principal.actor, message="created")
+    # Usually nobody listens, and the job is one statement with no transaction (below); if some
+    # subscriber or the job's webhook_url does, the job and their deliveries commit together.
+    announcement = announcements.created([job])
     try:
-        with _stored_files() as stored:
+        with _stored_files() as stored, transaction.atomic() if announcement else nullcontext():
             job_file = None
             if content is not None:
                 job_file = _store(job, ContentFile(content), stored, name="input.txt", mime_type="text/plain",
@@ -148,6 +155,7 @@ def job_create(
                 with transaction.atomic():  # the version read (a default pipeline created on first use) and the rows
                     _use_pipeline(job, _pipeline_version(principal, pipeline_id))
                     _insert_job(job, job_file, event)
+            announcement.record()
     except IntegrityError:
         if idempotency_key:  # a concurrent request with the same key won the race
             existing = _idempotent_job(principal, idempotency_key, fingerprint)
@@ -236,6 +244,7 @@ def _announce_all(jobs: list[Job], *, actor: str, message: str, cached: Pipeline
         for job in jobs:
             _use_pipeline(job, current)
         JobEvent.objects.bulk_create(events)
+    announcements.created(jobs).record()
     _enqueue_queued(jobs)
 
 
@@ -375,6 +384,7 @@ def job_start(*, job: Job, actor: str) -> Job:
         if job.source_type == SourceType.UPLOAD and not job.files.exists():
             raise ConflictError("Add at least one file before starting this job.", code="no_files")
         job = transition_locked(job, JobStatus.QUEUED, actor, "started")
+        announcements.status_changed(job, JobStatus.QUEUED)
         queueing.enqueue_on_commit(job.id, job.queue_name)
     return job
 
@@ -389,6 +399,7 @@ def job_cancel(*, job: Job, actor: str) -> Job:
         job = transition_locked(
             job, becomes, actor, "cancelled" if becomes == JobStatus.CANCELLED else "cancel requested"
         )
+        announcements.status_changed(job, becomes)
         if previous == JobStatus.PROCESSING:
             queueing.stop_on_commit(job.pk)
         elif previous == JobStatus.QUEUED:
@@ -584,6 +595,7 @@ def job_claim(job_id, *, worker: str) -> tuple[Job, list[JobFile]] | None:
             [FileStatus.PROCESSING, now, pk],
         )
         files = sorted(files, key=lambda job_file: (job_file.created_at, str(job_file.id)))  # the files' order
+        announcements.status_changed(job, JobStatus.PROCESSING)
     return job, files
 
 
@@ -651,7 +663,8 @@ def job_input_fetched(job: Job, *, storage_name: str, name: str, size: int, mime
 
 def _finish(job: Job, to: str, message: str, *, status: str = JobStatus.PROCESSING, **changes) -> None:
     """The fenced status change of a claimed job (``status`` -> ``to``, a move the state machine
-    allows) and its timeline event; call it first in the finishing transaction."""
+    allows) and its timeline event; call it first in the finishing transaction, and announce the
+    change (``announcements.status_changed``) last."""
     if to not in TRANSITIONS[status]:
         raise ValueError(f"the state machine has no move from {status} to {to}")
     now = timezone.now()
@@ -692,6 +705,7 @@ def job_complete(job: Job, *, files: list[JobFile], text: str, stages: int, mess
                 **result,
             )
             _save_files(files)
+            announcements.status_changed(job, JobStatus.COMPLETED)
     except BaseException:
         if output_uri:
             _delete_stored([output_uri])
@@ -707,6 +721,7 @@ def job_fail(job: Job, *, code: str, message: str, stage: str | None, files: lis
     with transaction.atomic():
         _finish(job, JobStatus.FAILED, f"{code}: {message}", error={"code": code, "message": message, "stage": stage})
         _save_files(list(files))
+        announcements.status_changed(job, JobStatus.FAILED)
 
 
 def job_finish_cancelled(job: Job) -> None:
@@ -715,6 +730,7 @@ def job_finish_cancelled(job: Job) -> None:
     with transaction.atomic():
         _finish(job, JobStatus.CANCELLED, "cancelled while processing", status=JobStatus.CANCELLING)
         _files_back_to_pending(job.pk)
+        announcements.status_changed(job, JobStatus.CANCELLED)
 
 
 def job_worker_lost(*, job: Job, message: str) -> str:
@@ -736,6 +752,7 @@ def job_worker_lost(*, job: Job, message: str) -> str:
         transition_locked(job, JobStatus.QUEUED, SYSTEM, f"{message}; requeued", locked_by="", locked_at=None)
         _files_back_to_pending(job.pk)
         queueing.requeue_on_commit(job.pk, job.queue_name)
+    announcements.status_changed(job, job.status)
     return job.status
 
 

@@ -6,6 +6,7 @@ from django.db.models import F
 
 from accounts.models import Organization, User
 from pipeline_project.lib.errors import ConflictError
+from pipelines.announcements import pipeline_changed
 from pipelines.models import Pipeline, PipelineVersion
 from pipelines.validation import DEFAULT_CONFIG
 
@@ -22,6 +23,7 @@ def pipeline_create(*, organization: Organization, name: str, config: dict, desc
                 is_active=is_active, created_by=created_by,
             )  # fmt: skip
             PipelineVersion.objects.create(pipeline=pipeline, version=1, config=config, created_by=created_by)
+            pipeline_changed(pipeline, "pipeline.created")
     except IntegrityError:
         raise ConflictError(f"A pipeline named {name!r} exists already.", code="name_taken",
                             details={"name": ["Already used in your organization."]}) from None  # fmt: skip
@@ -49,6 +51,7 @@ def pipeline_update(*, pipeline: Pipeline, changes: dict, updated_by: User | Non
             if field in changes:
                 setattr(pipeline, field, changes[field])
         pipeline.save()
+        pipeline_changed(pipeline, "pipeline.updated")
     return pipeline
 
 
@@ -57,9 +60,12 @@ def pipeline_delete(*, pipeline: Pipeline) -> bool:
     if pipeline.name == DEFAULT_NAME:
         raise ConflictError("The default pipeline cannot be deleted.", code="default_pipeline")
     with transaction.atomic():
-        if pipeline.jobs.exists():
-            Pipeline.objects.filter(pk=pipeline.pk).update(is_active=False)
+        if pipeline.jobs.exists():  # kept for its jobs, inactive: an update
+            pipeline.is_active = False
+            pipeline.save(update_fields=["is_active", "updated_at"])
+            pipeline_changed(pipeline, "pipeline.updated")
             return False
+        pipeline_changed(pipeline, "pipeline.deleted")  # while the pipeline is still there to show
         pipeline.delete()
         return True
 

@@ -14,6 +14,7 @@ import pytest
 from django.conf import settings
 from rest_framework.test import APIClient
 from rest_framework_simplejwt.tokens import RefreshToken
+from rq import Queue
 
 from accounts import auth_cache
 from accounts.roles import Role
@@ -157,3 +158,16 @@ def crash_stages():
     yield
     REGISTRY.clear()
     REGISTRY.update(saved)
+
+
+@pytest.fixture
+def run_worker():
+    """Drains the job queues with our worker class, in process (burst mode): jobs run here,
+    their documents' stages in its parser child process."""
+    from jobs.worker import Worker
+
+    def drain():
+        queues = [Queue(name, connection=get_redis()) for name in ("high", "default", "low")]
+        Worker(queues, connection=get_redis()).work(burst=True, with_scheduler=False)
+
+    return drain

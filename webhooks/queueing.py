@@ -2,7 +2,9 @@
 Redis only carries a pointer to it, so a lost enqueue is repaired by the recovery cron."""
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
+from functools import lru_cache
 
 from django.conf import settings
 from django.db import transaction
@@ -19,7 +21,12 @@ DELIVER = "webhooks.tasks.deliver"  # the worker's entry point
 
 
 def _queue() -> Queue:
-    return Queue(QUEUE, connection=get_redis(), default_timeout=settings.WEBHOOK_TIMEOUT * 4)
+    return _cached_queue(get_redis(), settings.WEBHOOK_TIMEOUT * 4)
+
+
+@lru_cache(maxsize=4)
+def _cached_queue(connection, default_timeout: int) -> Queue:  # kept: RQ asks the server version once per Queue
+    return Queue(QUEUE, connection=connection, default_timeout=default_timeout)
 
 
 def rq_job_id(delivery_id, attempts: int) -> str:
@@ -33,27 +40,31 @@ def rq_job_id(delivery_id, attempts: int) -> str:
 def enqueue(delivery_id, attempts: int = 0, *, at: datetime | None = None) -> None:
     """Runs the next attempt of a delivery (``attempts`` made so far) now, or at ``at`` (RQ's
     scheduler: workers run with it). Enqueueing the same attempt twice sends it once."""
-    job_id = rq_job_id(delivery_id, attempts)
+    if at is None:
+        enqueue_many([(delivery_id, attempts)])
+        return
     try:
-        if at is None:
-            _queue().enqueue_call(DELIVER, args=(str(delivery_id),), job_id=job_id)
-        else:
-            _queue().enqueue_at(at, DELIVER, str(delivery_id), job_id=job_id)
+        _queue().enqueue_at(at, DELIVER, str(delivery_id), job_id=rq_job_id(delivery_id, attempts))
     except RedisError:
         logger.warning("delivery %s stays due in the database: Redis unavailable", delivery_id, exc_info=True)
 
 
-def requeue(delivery_id, attempts: int) -> None:
-    """``enqueue`` now of an attempt RQ may still hold as finished or failed (recovery): RQ keeps
-    such a job's expiry when it is enqueued again, so that is removed in the same round trip."""
-    job_id = rq_job_id(delivery_id, attempts)
+def enqueue_many(deliveries: Iterable[tuple[object, int]], *, again: bool = False) -> None:
+    """Runs the next attempt of each ``(delivery_id, attempts made)`` now, all in one Redis round
+    trip. ``again`` (recovery): RQ may still hold that attempt as finished or failed, and it keeps
+    such a job's expiry when it is enqueued again: the expiry is removed in the same round trip."""
+    deliveries = list(deliveries)
     try:
         with get_redis().pipeline() as pipe:
-            _queue().enqueue_call(DELIVER, args=(str(delivery_id),), job_id=job_id, pipeline=pipe)
-            pipe.persist(RQJob.key_for(job_id))
+            for delivery_id, attempts in deliveries:
+                job_id = rq_job_id(delivery_id, attempts)
+                _queue().enqueue_call(DELIVER, args=(str(delivery_id),), job_id=job_id, pipeline=pipe)
+                if again:
+                    pipe.persist(RQJob.key_for(job_id))
             pipe.execute()
     except RedisError:
-        logger.warning("delivery %s stays due in the database: Redis unavailable", delivery_id, exc_info=True)
+        ids = ", ".join(str(delivery_id) for delivery_id, _ in deliveries)
+        logger.warning("deliveries %s stay due in the database: Redis unavailable", ids, exc_info=True)
 
 
 def enqueue_on_commit(delivery_id, attempts: int = 0, *, at: datetime | None = None) -> None:

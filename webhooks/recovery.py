@@ -21,23 +21,23 @@ GRACE = timedelta(seconds=30)  # leave just-due deliveries to their after-commit
 BATCH = 1000  # per run; the cron runs every 10 s
 
 
-def reenqueue_due_deliveries() -> int:
-    """Enqueues again every open delivery due for more than ``GRACE`` with no live RQ job; returns how many."""
-    cutoff = timezone.now() - GRACE
+def reenqueue_due_deliveries(*, grace: timedelta = GRACE) -> int:
+    """Enqueues again every open delivery due for more than ``grace`` with no live RQ job; returns how many."""
+    cutoff = timezone.now() - grace
     due = (
         WebhookDelivery.objects.filter(status__in=OPEN)
         .filter(Q(next_attempt_at__lt=cutoff) | Q(next_attempt_at__isnull=True, created_at__lt=cutoff))
         .order_by("next_attempt_at")
         .values_list("pk", "attempts")[:BATCH]
     )
-    count = 0
+    lost = []
     for delivery_id, attempts in due:
         try:
-            if rq_job_alive(queueing.rq_job_id(delivery_id, attempts)):
-                continue
+            if not rq_job_alive(queueing.rq_job_id(delivery_id, attempts)):
+                lost.append((delivery_id, attempts))
         except RedisError:
             logger.warning("webhook delivery recovery stopped: Redis unavailable", exc_info=True)
-            break
-        queueing.requeue(delivery_id, attempts)
-        count += 1
-    return count
+            return 0
+    if lost:
+        queueing.enqueue_many(lost, again=True)
+    return len(lost)

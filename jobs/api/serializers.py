@@ -204,7 +204,9 @@ class JobSerializer(serializers.Serializer):
     links = JobLinksSerializer()
 
     def to_representation(self, job: Job) -> dict:
-        base = self.context["request"].build_absolute_uri(f"/api/v1/jobs/{job.id}")
+        path = f"/api/v1/jobs/{job.id}"
+        request = self.context.get("request")  # none in webhook messages
+        base = request.build_absolute_uri(path) if request is not None else settings.PUBLIC_URL + path
         pipeline = None
         if job.pipeline_id is not None:
             pipeline = {"id": str(job.pipeline_id), "name": job.pipeline.name, "version": job.pipeline_version.version}

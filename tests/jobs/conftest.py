@@ -12,16 +12,3 @@ def rq_queue():
         return Queue(name, connection=get_redis()).job_ids
 
     return ids
-
-
-@pytest.fixture
-def run_worker():
-    """Drains the job queues with our worker class, in process (burst mode): jobs run here,
-    their documents' stages in its parser child process."""
-    from jobs.worker import Worker
-
-    def drain():
-        queues = [Queue(name, connection=get_redis()) for name in ("high", "default", "low")]
-        Worker(queues, connection=get_redis()).work(burst=True, with_scheduler=False)
-
-    return drain

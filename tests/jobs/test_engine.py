@@ -75,13 +75,14 @@ def parsers(request):
         pool.close()
 
 
-def test_a_one_file_one_stage_job_takes_8_statements_and_2_commits(as_owner, monkeypatch, parsers):
+def test_a_one_file_one_stage_job_takes_10_statements_and_2_commits(as_owner, monkeypatch, parsers):
     job_id = text_job(as_owner)
     connection.ensure_connection()
     with counting(monkeypatch) as counter:
         assert engine.job_process(job_id) == JobStatus.COMPLETED
-    # claim, its event, its files (marked processing); the result cache; the job, its event, its result, its file
-    assert len(counter.statements) == 8, "\n".join(counter.statements)
+    # claim, its event, its files (marked processing), who listens to job.started (webhooks); the result cache;
+    # the job, its event, its result, its file, who listens to job.completed
+    assert len(counter.statements) == 10, "\n".join(counter.statements)
     assert counter.commits == 2
 
 

@@ -4,10 +4,11 @@ authentication answered from its own memory, rate-limit hits counted in process,
 organization's default pipeline version in hand. Transactions commit for real here
 (``transaction=True``), so BEGIN/COMMIT are counted and the RQ enqueue after commit is seen.
 
-A POST /jobs is one statement (job, input file and first timeline entry inserted together,
-the cached pipeline version checked inside it) and one Redis round trip (RQ's own enqueue,
-in one transactional pipeline). An upload is BEGIN, one INSERT each for jobs, files and
-timeline entries (whatever the number of files), COMMIT, and one Redis round trip.
+A POST /jobs is two statements when no webhook listens (issue 9): who listens to the
+organization's events, then the job, its input file and first timeline entry inserted together
+(the cached pipeline version checked inside it); and one Redis round trip (RQ's own enqueue, in
+one transactional pipeline). An upload is BEGIN, one INSERT each for jobs, files and timeline
+entries (whatever the number of files), who listens, COMMIT, and one Redis round trip.
 No timing is asserted anywhere.
 """
 
@@ -120,10 +121,11 @@ def client(request, owner, owner_key):
 @pytest.mark.parametrize(
     "post, count, enqueue",
     [
-        (text_job, 1, ENQUEUE),
-        (url_job, 1, ENQUEUE),
-        (upload("a.txt"), 5, ENQUEUE),  # BEGIN, INSERT jobs, INSERT job_files, INSERT job_events, COMMIT
-        (upload("a.txt", "b.md"), 5, ["MULTI", *ENQUEUE[1:-1] * 2, "EXEC"]),
+        (text_job, 2, ENQUEUE),  # who listens to the organization's events (webhooks), the job
+        (url_job, 2, ENQUEUE),
+        # BEGIN, INSERT jobs, INSERT job_files, INSERT job_events, who listens, COMMIT
+        (upload("a.txt"), 6, ENQUEUE),
+        (upload("a.txt", "b.md"), 6, ["MULTI", *ENQUEUE[1:-1] * 2, "EXEC"]),
     ],
     ids=lambda value: getattr(value, "__name__", None),
 )
@@ -143,7 +145,8 @@ def test_a_job_is_inserted_with_its_file_and_its_event_in_one_statement(owner_ke
     text_job(client)
     with counted() as (statements, _):
         body = text_job(client).json()
-    (statement,) = statements
+    listeners, statement = statements
+    assert '"webhook_subscriptions"' in listeners
     assert statement.startswith("WITH ") and '"job_files"' in statement and '"job_events"' in statement
     assert (body["file_name"], body["file_size"], body["mime_type"]) == ("input.txt", len("Hello, wörld.".encode()),
                                                                          "text/plain")  # fmt: skip
@@ -168,7 +171,7 @@ def test_a_process_without_the_version_in_hand_reads_it_in_the_jobs_transaction(
     _default_versions.clear()  # as in a process that has not created a job for this organization yet
     with counted() as (statements, trips):
         assert url_job(client).status_code == 201
-    assert first_words(statements) == ["BEGIN", "SELECT", "WITH", "COMMIT"]
+    assert first_words(statements) == ["SELECT", "BEGIN", "SELECT", "WITH", "COMMIT"]
     assert trips == [ENQUEUE]
 
 
@@ -185,7 +188,7 @@ def test_a_cached_version_is_never_used_once_the_pipeline_changed(owner_key, org
         uploaded = upload("a.txt")(client).json()["jobs"][0]
         pipeline_update(pipeline=pipeline, changes={"config": {"stages": [{"name": "quality"}]}})
         uploaded_again = upload("a.txt")(client).json()["jobs"][0]
-    assert first_words(statements) == ["WITH", "BEGIN", "SELECT", "WITH", "COMMIT"]
+    assert first_words(statements) == ["SELECT", "WITH", "BEGIN", "SELECT", "WITH", "COMMIT"]
     assert (first["pipeline"]["version"], second["pipeline"]["version"]) == (1, 2)
     assert (uploaded["pipeline"]["version"], uploaded_again["pipeline"]["version"]) == (2, 3)
     for body, version in ((second, 2), (uploaded, 2), (uploaded_again, 3)):
@@ -203,7 +206,7 @@ def test_a_named_pipeline_is_read_in_the_jobs_transaction(owner_key, org):
     with counted() as (statements, trips):
         response = client.post(JOBS, body, format="json")
     assert response.json()["pipeline"] == {"id": pipeline["id"], "name": "fast", "version": 1}
-    assert first_words(statements) == ["BEGIN", "SELECT", "WITH", "COMMIT"]
+    assert first_words(statements) == ["SELECT", "BEGIN", "SELECT", "WITH", "COMMIT"]
     assert trips == [ENQUEUE]
 
 
@@ -216,7 +219,7 @@ def test_an_idempotency_key_costs_one_lookup_and_a_replay_reads_one_row(owner_ke
     with counted() as (replayed, replay_trips):
         again = client.post(JOBS, body, format="json", HTTP_IDEMPOTENCY_KEY="k-1")
     assert (first.status_code, again.status_code) == (201, 200) and first.json() == again.json()
-    assert first_words(created) == ["SELECT", "WITH"]
+    assert first_words(created) == ["SELECT", "SELECT", "WITH"]  # the key, who listens, the job
     assert (len(replayed), trips, replay_trips) == (1, [ENQUEUE], [])
 
 

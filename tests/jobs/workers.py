@@ -17,20 +17,24 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKER_CLASSES = ["jobs.worker.Worker", "rq.Worker"]  # ours, and RQ's stock forking worker
 
 
-def start_rqworker(media_root: Path, worker_class: str = "jobs.worker.Worker", **env: str) -> subprocess.Popen:
-    """``manage.py rqworker`` on the job queues, on the test database, in its own process group,
-    with the test-only stages of ``tests/pipelines/crash_stages.py`` loaded."""
+def environment(media_root: Path, **env: str) -> dict[str, str]:
+    """A process's environment for the test database, Redis and media folder, with the test-only
+    stages of ``tests/pipelines/crash_stages.py`` loaded."""
     database = settings.DATABASES["default"]
     url = (
         f"postgres://{database['USER']}:{database['PASSWORD']}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
     )
-    environment = {**os.environ, "DATABASE_URL": url, "REDIS_URL": settings.REDIS_URL, "MEDIA_ROOT": str(media_root),
-                   "DJANGO_SETTINGS_MODULE": "pipeline_project.settings",
-                   "PIPELINE_STAGE_MODULES": "tests.pipelines.crash_stages", **env}  # fmt: skip
+    return {**os.environ, "DATABASE_URL": url, "REDIS_URL": settings.REDIS_URL, "MEDIA_ROOT": str(media_root),
+            "DJANGO_SETTINGS_MODULE": "pipeline_project.settings",
+            "PIPELINE_STAGE_MODULES": "tests.pipelines.crash_stages", **env}  # fmt: skip
+
+
+def start_rqworker(media_root: Path, worker_class: str = "jobs.worker.Worker", **env: str) -> subprocess.Popen:
+    """``manage.py rqworker`` on the job queues, on the test database, in its own process group."""
     return subprocess.Popen(
         [sys.executable, "manage.py", "rqworker", "high", "default", "low", "--worker-class", worker_class],
         cwd=ROOT,
-        env=environment,
+        env=environment(media_root, **env),
         start_new_session=True,
         stdout=subprocess.DEVNULL,
         stderr=_log(),

@@ -2,6 +2,7 @@
 reference library: outcomes, retries, redelivery, rotation, SSRF, auto-disable and recovery."""
 
 import json
+import socket
 from datetime import timedelta
 
 import pytest
@@ -251,15 +252,33 @@ def test_a_jobs_own_webhook_url_is_signed_with_the_default_secret(org, other_org
         verify(default_secret(organization=other_org).secret, request)
 
 
-@pytest.mark.parametrize("url", ["http://10.0.0.1/hook", "http://169.254.169.254/latest/meta-data", "localhost"])
-def test_unsafe_urls_fail_without_any_connection(org, monkeypatch, url):
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/hook",
+        "http://localhost:{port}/hook",
+        "http://[::1]:{port}/hook",
+        "http://[::ffff:127.0.0.1]:{port}/hook",
+        "http://2130706433:{port}/hook",  # 127.0.0.1 as one number
+        "http://0x7f000001:{port}/hook",  # and in hexadecimal
+        "http://hooks.example.com:{port}/hook",  # a public-looking name that resolves to loopback (below)
+        "http://10.0.0.1/hook",
+        "http://169.254.169.254/latest/meta-data",
+    ],
+)
+def test_unsafe_urls_fail_at_delivery_without_any_connection(org, monkeypatch, url):
+    """Checked again at every delivery: a URL accepted once (or a name whose DNS changed since) is refused."""
+    real_getaddrinfo = socket.getaddrinfo
+
+    def getaddrinfo(host, *args, **kwargs):
+        return real_getaddrinfo("127.0.0.1" if host == "hooks.example.com" else host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     with Receiver() as receiver:  # without SSRF_ALLOWED_NETWORKS: loopback is refused too
-        if url == "localhost":
-            url = f"http://localhost:{receiver.port}/hook"
         opened = []
         monkeypatch.setattr(urllib3.HTTPConnectionPool, "urlopen", lambda *a, **k: opened.append(a))
         subscription = WebhookSubscription.objects.create(
-            organization=org, url=url, events=["*"], secret=signing.new_secret()
+            organization=org, url=url.format(port=receiver.port), events=["*"], secret=signing.new_secret()
         )
         delivery = make_delivery(subscription)
         assert deliver(delivery.pk) == DeliveryStatus.FAILED

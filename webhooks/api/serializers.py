@@ -4,7 +4,10 @@ from pipeline_project.lib import fields
 from webhooks.events import ALL, EVENT_TYPES
 from webhooks.models import WebhookDelivery, WebhookSubscription
 
-EVENTS_HELP = f'Event types to receive, or ["*"] for all: {", ".join(EVENT_TYPES)}.'
+EVENTS_HELP = (
+    f'Event types to receive, or ["*"] for all: {", ".join(EVENT_TYPES)}. Each message is a signed POST'
+    ' (Standard Webhooks) of {"type", "timestamp", "data"}, data being the job or pipeline as GET shows it.'
+)
 
 
 class EventsField(serializers.ListField):

@@ -1,0 +1,63 @@
+"""What jobs announce (``pipeline_project.lib.events``): ``job.created`` and every status change a
+subscriber can act on, each carrying the job as ``GET /jobs/{id}`` shows it after the change.
+A job's own ``webhook_url`` is told of its events. Called by ``jobs.services`` inside the
+transaction of the change; the jobs are read (and rendered) only if someone listens."""
+
+from collections.abc import Iterable
+
+from jobs.models import Job, JobStatus
+from pipeline_project.lib.events import Announcement, Event, announce
+
+EVENT_FOR_STATUS = {
+    JobStatus.QUEUED: "job.queued",
+    JobStatus.PROCESSING: "job.started",
+    JobStatus.COMPLETED: "job.completed",
+    JobStatus.FAILED: "job.failed",
+    JobStatus.CANCELLED: "job.cancelled",
+}  # draft and cancelling announce nothing
+
+
+def status_changed(job: Job, status: str) -> None:
+    """Announces that ``job`` became ``status`` (nothing for a status without an event)."""
+    if status in EVENT_FOR_STATUS:
+        announce(job_events([(job, EVENT_FOR_STATUS[status])]))
+
+
+def created(jobs: Iterable[Job]) -> Announcement:
+    """``job.created`` for each new job, then ``job.queued`` for the queued ones: what to record
+    once they are written (``Announcement``: falsy if nobody listens)."""
+    events = []
+    for job in jobs:
+        events.append((job, "job.created"))
+        if job.status in EVENT_FOR_STATUS:
+            events.append((job, EVENT_FOR_STATUS[job.status]))
+    return Announcement(job_events(events))
+
+
+def job_events(pairs: list[tuple[Job, str]]) -> list[Event]:
+    render = _Renderer({job.pk for job, _ in pairs})
+    return [
+        Event(
+            type=type_,
+            organization_id=job.organization_id,
+            render=lambda pk=job.pk: render(pk),
+            callback_url=job.webhook_url,
+        )  # fmt: skip
+        for job, type_ in pairs
+    ]
+
+
+class _Renderer:
+    """Renders the jobs of one change, all read in one go the first time one is needed."""
+
+    def __init__(self, job_ids: set):
+        self.job_ids = job_ids
+        self.rendered: dict | None = None
+
+    def __call__(self, job_id) -> dict:
+        if self.rendered is None:
+            from jobs.api.serializers import JobDetailSerializer  # the API's representation
+            from jobs.selectors import jobs_as_announced
+
+            self.rendered = {job.pk: JobDetailSerializer(job).data for job in jobs_as_announced(self.job_ids)}
+        return self.rendered[job_id]
