@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.db import transaction
 from django.utils import timezone
 
 from accounts.admin_login import ThrottledAdminLoginForm
@@ -8,6 +9,7 @@ from accounts.models import ApiKey, Membership, Organization, User
 from accounts.principal import Principal
 from accounts.roles import ALL_PERMISSIONS, ROLE_PERMISSIONS
 from accounts.services import api_key_create, api_key_revoke
+from audit.services import audit_staff_action
 
 admin.site.login_form = ThrottledAdminLoginForm  # login attempts are rate limited (admin_login.py)
 
@@ -99,6 +101,8 @@ class ApiKeyAdmin(admin.ModelAdmin):
     def revoke(self, request, queryset):
         count = 0
         for api_key in queryset.filter(revoked_at__isnull=True):
-            api_key_revoke(api_key=api_key)
+            with transaction.atomic():
+                api_key_revoke(api_key=api_key)
+                audit_staff_action(request=request, action="admin.api_keys.revoke", obj=api_key)
             count += 1
         self.message_user(request, f"Revoked {count} API key(s) at {timezone.now():%Y-%m-%d %H:%M} UTC.")

@@ -5,7 +5,8 @@ JSON body, read who listens to the organization's events (the webhooks outbox: n
 PostgreSQL transaction (psycopg) inserting the job row and its first ``job_events`` row into the
 same tables, then the same RQ enqueue as ``jobs.queueing``
 (``Queue.enqueue_call`` of ``jobs.tasks.run_job`` with RQ job id = our job id and
-``on_stopped=Callback("jobs.tasks.job_stopped")``, in one Redis pipeline: one round trip).
+``on_stopped=Callback("jobs.tasks.job_stopped")``, in one Redis pipeline: one round trip), and
+the call's audit record queued in Redis (one round trip, as ``audit.services.audit_request``).
 No authentication, rate limit, validation or pipeline lookup, a two-field answer.
 
 Served by ``bench_jobs_create.py`` under the same gunicorn settings as the application:
@@ -79,6 +80,13 @@ def application(environ, start_response):
             on_stopped=Callback("jobs.tasks.job_stopped"),
             pipeline=pipe,
         )
+        pipe.execute()
+    # The audit record of the call, queued for the writer as the audit middleware does (one round trip).
+    record = {"action": "jobs.create", "resource_id": str(job_id), "status_code": 201, "timestamp": now.isoformat(),
+              "request_details": {"body": {"json": data}}}  # fmt: skip
+    with queue.connection.pipeline(transaction=False) as pipe:
+        pipe.rpush("audit:queued", json.dumps(record))
+        pipe.set("audit:writer-due", 1, nx=True, ex=1)
         pipe.execute()
     body = json.dumps({"id": str(job_id), "status": "queued"}).encode()
     start_response("201 Created", [("Content-Type", "application/json"), ("Content-Length", str(len(body)))])

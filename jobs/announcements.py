@@ -1,5 +1,6 @@
 """What jobs announce (``pipeline_project.lib.events``): ``job.created`` and every status change a
-subscriber can act on, each carrying the job as ``GET /jobs/{id}`` shows it after the change.
+subscriber can act on, each carrying the job as ``GET /jobs/{id}`` shows it after the change; and
+the system actions the audit trail records (``job.worker_lost``, ``job.results_expired``).
 A job's own ``webhook_url`` is told of its events. Called by ``jobs.services`` inside the
 transaction of the change; the jobs are read (and rendered) only if someone listens."""
 
@@ -21,6 +22,24 @@ def status_changed(job: Job, status: str) -> None:
     """Announces that ``job`` became ``status`` (nothing for a status without an event)."""
     if status in EVENT_FOR_STATUS:
         announce(job_events([(job, EVENT_FOR_STATUS[status])]))
+
+
+def worker_lost(job: Job, *, message: str) -> None:
+    """The reaper's verdict on a job whose worker vanished (a system action, for the audit trail)."""
+    announce([Event(type="job.worker_lost", organization_id=job.organization_id, resource_id=str(job.pk),
+                    details={"message": message, "attempts": job.attempts, "status": job.status})])  # fmt: skip
+
+
+def results_expired(job_ids_by_organization: dict) -> None:
+    """Results deleted past their retention (a system action, for the audit trail)."""
+    announce(
+        Event(
+            type="job.results_expired",
+            organization_id=organization_id,
+            details={"count": len(job_ids), "jobs": [str(job_id) for job_id in job_ids[:100]]},
+        )  # fmt: skip
+        for organization_id, job_ids in job_ids_by_organization.items()
+    )
 
 
 def created(jobs: Iterable[Job]) -> Announcement:

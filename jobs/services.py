@@ -539,14 +539,20 @@ def job_results_expire(*, batch_size: int = 500) -> int:
     deleted = 0
     while True:
         batch = list(
-            JobResult.objects.filter(expires_at__lte=timezone.now()).values_list("job_id", "output_uri")[:batch_size]
+            JobResult.objects.filter(expires_at__lte=timezone.now()).values_list(
+                "job_id", "output_uri", "job__organization_id"
+            )[:batch_size]
         )
         if not batch:
             return deleted
         with transaction.atomic():
-            JobResult.objects.filter(job_id__in=[job_id for job_id, _ in batch]).delete()
-            stored = [uri for _, uri in batch if uri]
+            JobResult.objects.filter(job_id__in=[job_id for job_id, _, _ in batch]).delete()
+            stored = [uri for _, uri, _ in batch if uri]
             transaction.on_commit(lambda stored=stored: _delete_stored(stored))
+            by_organization = {}
+            for job_id, _, organization_id in batch:
+                by_organization.setdefault(organization_id, []).append(job_id)
+            announcements.results_expired(by_organization)
         deleted += len(batch)
 
 
@@ -753,6 +759,7 @@ def job_worker_lost(*, job: Job, message: str) -> str:
         _files_back_to_pending(job.pk)
         queueing.requeue_on_commit(job.pk, job.queue_name)
     announcements.status_changed(job, job.status)
+    announcements.worker_lost(job, message=message)
     return job.status
 
 

@@ -5,6 +5,7 @@ from django.urls import path
 from rest_framework.routers import SimpleRouter
 
 from accounts.api import views as accounts
+from audit.api import views as audit
 from jobs.api import views as jobs
 from pipelines.api import views as pipelines
 from webhooks.api import views as webhooks
@@ -14,6 +15,7 @@ router.register("auth/api-keys", accounts.ApiKeyViewSet, basename="api-key")
 router.register("pipelines", pipelines.PipelineViewSet, basename="pipeline")
 router.register("jobs", jobs.JobViewSet, basename="job")
 router.register("webhooks", webhooks.WebhookViewSet, basename="webhook")
+router.register("audit/logs", audit.AuditLogViewSet, basename="audit-log")
 
 urlpatterns = [
     path("auth/login", accounts.LoginView.as_view(), name="auth-login"),

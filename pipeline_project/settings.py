@@ -78,6 +78,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "audit.middleware.AuditMiddleware",  # sees every answer below it
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "pipeline_project.lib.middleware.QueryStringLimitMiddleware",
     "pipeline_project.lib.middleware.ChunkedBodyMiddleware",
@@ -204,6 +205,13 @@ JOB_HEARTBEAT_TIMEOUT = env_seconds("JOB_HEARTBEAT_TIMEOUT", 30)  # a processing
 # Webhooks: each attempt's timeout; the delays before each attempt (seconds, jitter added), after
 # which a delivery fails; a subscription failing without a success this long is disabled; a rotated
 # secret keeps signing beside the new one this long.
+# Audit trail: every /api/ request recorded (off only to measure what it costs: bench/bench_audit.py).
+AUDIT_API_REQUESTS = env_bool("AUDIT_API_REQUESTS", True)
+# API calls' records are queued in Redis and written in batches (audit/writer.py); off: written in the request.
+AUDIT_DEFERRED_WRITES = env_bool("AUDIT_DEFERRED_WRITES", True)
+AUDIT_BODY_MAX = env_int("AUDIT_BODY_MAX", 4096)  # characters of a redacted request body kept
+AUDIT_REDACT_KEYS = env_list("AUDIT_REDACT_KEYS", [])  # extra key patterns (regular expressions) to redact
+
 WEBHOOK_TIMEOUT = env_seconds("WEBHOOK_TIMEOUT", 15)
 WEBHOOK_RETRY_SCHEDULE = [
     int(delay) for delay in env_list("WEBHOOK_RETRY_SCHEDULE", "0,5,300,1800,7200,18000,36000,36000".split(","))

@@ -43,6 +43,9 @@ def _clean_redis():
 @pytest.fixture(autouse=True)
 def _test_settings(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+    # API calls' audit records written in the request, so tests can read them at once; the queued
+    # path (Redis, then the writer) has its own tests in tests/audit/test_recording.py.
+    settings.AUDIT_DEFERRED_WRITES = False
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # fast; tests only
     # The hashed-manifest storage needs `collectstatic`; tests serve the admin's files unhashed.
     settings.STORAGES = {
@@ -171,3 +174,10 @@ def run_worker():
         Worker(queues, connection=get_redis()).work(burst=True, with_scheduler=False)
 
     return drain
+
+
+@pytest.fixture
+def without_request_audit(settings):
+    """For tests pinning an endpoint's own SQL: the audit middleware's record of each request (one
+    statement, pinned in tests/audit/test_recording.py) is left out."""
+    settings.AUDIT_API_REQUESTS = False

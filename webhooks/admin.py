@@ -3,7 +3,9 @@ change through the API (which checks URLs and shows secrets once). Staff can re-
 subscription and send deliveries again, through the same services as the API."""
 
 from django.contrib import admin, messages
+from django.db import transaction
 
+from audit.services import audit_staff_action
 from webhooks.delivery import delivery_redeliver
 from webhooks.models import WebhookDelivery, WebhookSubscription
 from webhooks.services import subscription_update
@@ -41,7 +43,9 @@ class WebhookSubscriptionAdmin(ReadOnlyAdmin):
     def enable_subscriptions(self, request, queryset):
         disabled = list(queryset.filter(is_active=False))
         for subscription in disabled:
-            subscription_update(subscription=subscription, is_active=True)
+            with transaction.atomic():
+                subscription_update(subscription=subscription, is_active=True)
+                audit_staff_action(request=request, action="admin.webhooks.enable", obj=subscription)
         self.message_user(request, f"{len(disabled)} re-enabled.", messages.SUCCESS)
 
 
@@ -61,6 +65,8 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
     def redeliver_deliveries(self, request, queryset):
         count = 0
         for delivery in queryset:
-            delivery_redeliver(delivery=delivery)
+            with transaction.atomic():
+                delivery_redeliver(delivery=delivery)
+                audit_staff_action(request=request, action="admin.webhooks.redeliver", obj=delivery)
             count += 1
         self.message_user(request, f"{count} queued for delivery again.", messages.SUCCESS)

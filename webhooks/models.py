@@ -1,8 +1,8 @@
 """Webhook subscriptions and the deliveries of their messages (Standard Webhooks, see signing.py).
 
 A delivery row is one message to one URL: written in the same transaction as the change that
-caused it (the outbox), then sent by RQ jobs on the ``webhooks`` queue, retried on a schedule
-until it succeeds or fails for good. Its ``message_id`` stays the same across retries and
+caused it (the outbox), then sent in batches by RQ jobs on the ``webhooks`` queue
+(``webhooks/delivery.py``), retried on a schedule until it succeeds or fails for good. Its ``message_id`` stays the same across retries and
 redeliveries, so receivers can deduplicate on ``webhook-id``.
 """
 

@@ -1,18 +1,18 @@
 """The transactional outbox: announced events (``pipeline_project.lib.events``) become delivery
 rows in the transaction of the change that caused them, one per receiver (each subscription of
 the organization that wants the event type, and the URL the object asked to be told at: a job's
-own ``webhook_url``, signed with the organization's default secret). They are put on the
-``webhooks`` queue after commit; if that enqueue is lost (a process dying between commit and
-enqueue, Redis down or flushed), the recovery cron enqueues them again.
+own ``webhook_url``, signed with the organization's default secret). After commit, workers are
+kicked on the ``webhooks`` queue to deliver what is due (``webhooks/delivery.py``); if that kick
+is lost (a process dying between commit and kick, Redis down or flushed), the recovery cron
+kicks them for the rows still due.
 
 Cost: one read of the organization's active subscriptions per announcement; with receivers, one
 render of each event's object and one insert of all the rows.
 """
 
-from django.db import transaction
-
 from pipeline_project.lib.events import Event
 from webhooks import queueing, signing
+from webhooks.events import EVENT_TYPES
 from webhooks.models import WebhookDelivery, WebhookSubscription
 
 
@@ -28,6 +28,9 @@ def payload(event: Event) -> dict:
 class WebhookOutbox:
     def plan(self, events: list[Event]) -> list[tuple[Event, object, str]] | None:
         """``(event, subscription id or None, url)`` for every message to send."""
+        events = [event for event in events if event.type in EVENT_TYPES]  # not the audit trail's system actions
+        if not events:
+            return None
         subscriptions = list(
             WebhookSubscription.objects.filter(organization_id=events[0].organization_id, is_active=True)
             .order_by("created_at")
@@ -60,8 +63,7 @@ class WebhookOutbox:
                 )
             )
         WebhookDelivery.objects.bulk_create(deliveries)
-        due = [(delivery.pk, 0) for delivery in deliveries]
-        transaction.on_commit(lambda: queueing.enqueue_many(due))
+        queueing.kick_on_commit(queueing.kicks_for(len(deliveries)))
 
 
 outbox = WebhookOutbox()

@@ -1,27 +1,42 @@
-"""Putting deliveries on RQ's ``webhooks`` queue. PostgreSQL holds the delivery (the outbox);
-Redis only carries a pointer to it, so a lost enqueue is repaired by the recovery cron."""
+"""Waking workers to deliver what is due. PostgreSQL holds the deliveries (the outbox); an RQ job
+on the ``webhooks`` queue carries no delivery at all: it is a *kick*, "deliver what is due"
+(``webhooks.tasks.deliver_due``), and the worker claims due rows itself, a batch at a time. So a
+kick lost, duplicated or late loses nothing and sends nothing twice: the recovery cron kicks
+again for rows left due too long.
+
+Kicks have random RQ job ids (RQ never confuses one with a finished one) and several go in one
+Redis round trip. A retry at time T is a kick scheduled at T (RQ's scheduler: workers run with
+``--with-scheduler``)."""
 
 import logging
+import math
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from django.conf import settings
 from django.db import transaction
+from django.utils import timezone
 from redis.exceptions import RedisError
 from rq import Queue
-from rq.job import Job as RQJob
 
 from pipeline_project.lib.redis import get_redis
 
 logger = logging.getLogger(__name__)
 
 QUEUE = "webhooks"
-DELIVER = "webhooks.tasks.deliver"  # the worker's entry point
+DELIVER_DUE = "webhooks.tasks.deliver_due"  # the worker's entry point
+BATCH = 50  # deliveries one kick claims at most
+
+
+def job_timeout() -> int:
+    """Seconds RQ lets a batch run before it stops it: room for a few slow receivers in a row
+    (``webhooks.delivery`` stops starting POSTs well before)."""
+    return settings.WEBHOOK_TIMEOUT * 4 + 60
 
 
 def _queue() -> Queue:
-    return _cached_queue(get_redis(), settings.WEBHOOK_TIMEOUT * 4)
+    return _cached_queue(get_redis(), job_timeout())
 
 
 @lru_cache(maxsize=4)
@@ -29,43 +44,56 @@ def _cached_queue(connection, default_timeout: int) -> Queue:  # kept: RQ asks t
     return Queue(QUEUE, connection=connection, default_timeout=default_timeout)
 
 
-def rq_job_id(delivery_id, attempts: int) -> str:
-    """The RQ job id of a delivery's next attempt (``attempts`` made so far): ``delivery-<id>``,
-    then ``delivery-<id>-<attempt number>``. A retry is enqueued while the RQ job of the attempt
-    before it still runs: with one id, RQ would mark the new job finished as the running one
-    ends and let it expire, dropping a retry scheduled further ahead."""
-    return f"delivery-{delivery_id}" if attempts == 0 else f"delivery-{delivery_id}-{attempts + 1}"
+def kicks_for(deliveries: int) -> int:
+    """Kicks that let ``deliveries`` new rows be sent by as many workers as there are batches."""
+    return max(1, math.ceil(deliveries / BATCH))
 
 
-def enqueue(delivery_id, attempts: int = 0, *, at: datetime | None = None) -> None:
-    """Runs the next attempt of a delivery (``attempts`` made so far) now, or at ``at`` (RQ's
-    scheduler: workers run with it). Enqueueing the same attempt twice sends it once."""
-    if at is None:
-        enqueue_many([(delivery_id, attempts)])
+def kick(count: int = 1) -> None:
+    """Enqueues ``count`` deliver-what-is-due jobs, in one Redis round trip. With Redis down the
+    rows stay due in the database, and the recovery cron kicks for them later."""
+    _send(count, [])
+
+
+def kick_unless_waiting() -> None:
+    """A kick, unless one is waiting already (it will take the next batch): how a full batch keeps
+    a backlog flowing, one kick ahead of the workers rather than one more per batch."""
+    try:
+        if waiting():
+            return
+    except RedisError:
+        pass  # kick() logs it
+    kick()
+
+
+def kick_on_commit(count: int = 1) -> None:
+    """``kick(count)`` once the current transaction commits (at once outside one)."""
+    transaction.on_commit(lambda: kick(count))
+
+
+def kick_at(times: Iterable[datetime]) -> None:
+    """A kick at each of ``times``, rounded up to the second (at most one per second; a time
+    already here: a kick now), all in one Redis round trip: how retries are woken."""
+    now = timezone.now()
+    times = list(times)
+    later = sorted({math.ceil(when.timestamp()) for when in times if when > now})
+    _send(int(any(when <= now for when in times)), [datetime.fromtimestamp(second, tz=UTC) for second in later])
+
+
+def _send(now: int, later: list[datetime]) -> None:
+    if not now and not later:
         return
     try:
-        _queue().enqueue_at(at, DELIVER, str(delivery_id), job_id=rq_job_id(delivery_id, attempts))
-    except RedisError:
-        logger.warning("delivery %s stays due in the database: Redis unavailable", delivery_id, exc_info=True)
-
-
-def enqueue_many(deliveries: Iterable[tuple[object, int]], *, again: bool = False) -> None:
-    """Runs the next attempt of each ``(delivery_id, attempts made)`` now, all in one Redis round
-    trip. ``again`` (recovery): RQ may still hold that attempt as finished or failed, and it keeps
-    such a job's expiry when it is enqueued again: the expiry is removed in the same round trip."""
-    deliveries = list(deliveries)
-    try:
         with get_redis().pipeline() as pipe:
-            for delivery_id, attempts in deliveries:
-                job_id = rq_job_id(delivery_id, attempts)
-                _queue().enqueue_call(DELIVER, args=(str(delivery_id),), job_id=job_id, pipeline=pipe)
-                if again:
-                    pipe.persist(RQJob.key_for(job_id))
+            for _ in range(now):
+                _queue().enqueue_call(DELIVER_DUE, pipeline=pipe)
+            for at in later:
+                _queue().enqueue_at(at, DELIVER_DUE, pipeline=pipe)
             pipe.execute()
     except RedisError:
-        ids = ", ".join(str(delivery_id) for delivery_id, _ in deliveries)
-        logger.warning("deliveries %s stay due in the database: Redis unavailable", ids, exc_info=True)
+        logger.warning("webhook deliveries stay due in the database: Redis unavailable", exc_info=True)
 
 
-def enqueue_on_commit(delivery_id, attempts: int = 0, *, at: datetime | None = None) -> None:
-    transaction.on_commit(lambda: enqueue(delivery_id, attempts, at=at))
+def waiting() -> int:
+    """Kicks queued and not started yet. Raises ``RedisError`` when Redis is down."""
+    return _queue().count

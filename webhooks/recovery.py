@@ -1,43 +1,42 @@
-"""No committed delivery is ever lost: due deliveries whose RQ job Redis no longer holds alive
-(a process that died between commit and enqueue, a Redis flush or restart, an enqueue lost to an
-outage, a worker killed mid-attempt whose lease ran out) are enqueued again. Idempotent: sending
-is decided by the delivery row (``webhooks/delivery.py`` claims it), not by the RQ message."""
+"""No committed delivery is ever lost: when open deliveries have been due for longer than
+``GRACE`` and nobody took them (a process that died between commit and kick, a Redis flush or
+restart, a kick lost to an outage, a worker killed mid-batch whose lease ran out), workers are
+kicked for them. Idempotent: a kick only says "deliver what is due"; which rows are sent is
+decided by the claim (``webhooks/delivery.py``), so extra kicks send nothing twice."""
 
 import logging
 from datetime import timedelta
 
-from django.db.models import Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
-from pipeline_project.lib.redis import rq_job_alive
 from webhooks import queueing
 from webhooks.delivery import OPEN
 from webhooks.models import WebhookDelivery
+from webhooks.queueing import BATCH
 
 logger = logging.getLogger(__name__)
 
-GRACE = timedelta(seconds=30)  # leave just-due deliveries to their after-commit or scheduled enqueue
-BATCH = 1000  # per run; the cron runs every 10 s
+GRACE = timedelta(seconds=30)  # leave just-due deliveries to their own kick (after commit, or scheduled)
+MAX_KICKS = 20  # per run (the cron runs every 10 s): 1,000 deliveries' worth; full batches kick their continuations
 
 
-def reenqueue_due_deliveries(*, grace: timedelta = GRACE) -> int:
-    """Enqueues again every open delivery due for more than ``grace`` with no live RQ job; returns how many."""
+def kick_overdue_deliveries(*, grace: timedelta = GRACE) -> int:
+    """Kicks workers for the open deliveries due for more than ``grace`` (one batch's worth each, at
+    most ``MAX_KICKS``, less the kicks already waiting on the queue); returns how many it kicked.
+    One bounded count on the due index, and two Redis round trips."""
     cutoff = timezone.now() - grace
-    due = (
-        WebhookDelivery.objects.filter(status__in=OPEN)
-        .filter(Q(next_attempt_at__lt=cutoff) | Q(next_attempt_at__isnull=True, created_at__lt=cutoff))
-        .order_by("next_attempt_at")
-        .values_list("pk", "attempts")[:BATCH]
+    overdue = (
+        WebhookDelivery.objects.filter(status__in=OPEN, next_attempt_at__lt=cutoff)
+        .order_by()[: MAX_KICKS * BATCH]
+        .count()
     )
-    lost = []
-    for delivery_id, attempts in due:
-        try:
-            if not rq_job_alive(queueing.rq_job_id(delivery_id, attempts)):
-                lost.append((delivery_id, attempts))
-        except RedisError:
-            logger.warning("webhook delivery recovery stopped: Redis unavailable", exc_info=True)
-            return 0
-    if lost:
-        queueing.enqueue_many(lost, again=True)
-    return len(lost)
+    if not overdue:
+        return 0
+    try:
+        kicks = min(queueing.kicks_for(overdue), MAX_KICKS) - queueing.waiting()
+    except RedisError:
+        logger.warning("webhook delivery recovery stopped: Redis unavailable", exc_info=True)
+        return 0
+    queueing.kick(kicks)
+    return max(kicks, 0)

@@ -81,5 +81,5 @@ def subscription_test(*, subscription: WebhookSubscription) -> WebhookDelivery:
             message_id=signing.new_message_id(),
             next_attempt_at=now,
         )
-        queueing.enqueue_on_commit(delivery.id)
+        queueing.kick_on_commit()
     return delivery

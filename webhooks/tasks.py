@@ -1,25 +1,37 @@
-"""RQ entry points: thin, they take ids and call the delivery code."""
+"""RQ entry points: thin, they call the delivery code."""
 
 from django.db import close_old_connections
 
 
-def deliver(delivery_id: str) -> str | None:
-    """One attempt of a delivery (enqueued by ``webhooks.queueing``)."""
-    from webhooks.delivery import deliver as deliver_once
+def deliver_due() -> int:
+    """Delivers one batch of what is due (a kick, ``webhooks.queueing``); returns how many it claimed."""
+    from webhooks.delivery import deliver_due as deliver_batch
+    from webhooks.queueing import BATCH
 
     close_old_connections()
     try:
-        return deliver_once(delivery_id)
+        return deliver_batch(limit=BATCH)
+    finally:
+        close_old_connections()
+
+
+def deliver(delivery_id: str) -> str | None:
+    """One attempt of one delivery if it is due (tools; RQ jobs enqueued before batches existed)."""
+    from webhooks.delivery import deliver as deliver_one
+
+    close_old_connections()
+    try:
+        return deliver_one(delivery_id)
     finally:
         close_old_connections()
 
 
 def recover_deliveries() -> int:
-    """Scheduled every few seconds (pipeline_project/cron.py): re-enqueues due deliveries Redis lost."""
-    from webhooks.recovery import reenqueue_due_deliveries
+    """Scheduled every few seconds (pipeline_project/cron.py): kicks workers for deliveries left due too long."""
+    from webhooks.recovery import kick_overdue_deliveries
 
     close_old_connections()
     try:
-        return reenqueue_due_deliveries()
+        return kick_overdue_deliveries()
     finally:
         close_old_connections()

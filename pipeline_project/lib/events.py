@@ -1,7 +1,8 @@
 """The one hook point between the apps that change things and the apps that listen.
 
 ``jobs`` and ``pipelines`` announce what happened (``job.completed``, ``pipeline.updated``, ...)
-here; ``webhooks`` listens (registered in its ``AppConfig.ready``). Neither side imports the
+here; ``webhooks`` listens (registered in its ``AppConfig.ready``), and ``audit`` records the
+system actions among them (``job.worker_lost``, ``job.results_expired``). Neither side imports the
 other, and a new listener (metrics) joins without touching the announcers.
 
 Events are announced **inside the transaction of the change**: a listener writes what it keeps
@@ -23,15 +24,21 @@ from typing import Any, Protocol
 from django.utils import timezone
 
 
+def _nothing() -> dict:
+    return {}
+
+
 @dataclass(frozen=True, eq=False)
 class Event:
-    type: str  # e.g. "job.completed"
+    type: str  # e.g. "job.completed"; system actions too ("job.worker_lost"), which the audit trail records
     organization_id: Any
     # The object's API representation after the change, for listeners that send it; called at
     # most once per event (announcers share one renderer between the events of one change).
-    render: Callable[[], dict]
+    render: Callable[[], dict] = _nothing
     callback_url: str = ""  # a URL the object itself asked to be told at (a job's webhook_url)
     occurred_at: datetime = field(default_factory=timezone.now)
+    resource_id: str = ""  # the object's id (for the audit trail)
+    details: dict = field(default_factory=dict)  # what a system action did (for the audit trail)
 
     @cached_property
     def data(self) -> dict:

@@ -9,11 +9,15 @@ carries an IPv4 address (mapped, IPv4-compatible, IPv4-translated, NAT64 ``64:ff
 
 ``pinned_request`` sends a request to a checked URL, connected to the address that was checked
 (a second DNS answer cannot point it elsewhere), never following redirects: the fetch stage
-and webhook deliveries go out through it.
+and webhook deliveries go out through it. Webhook deliveries keep their connections
+(``reuse=True``): a per-process cache of pools keyed by the address just checked, never by name
+alone, so the URL is still checked on every request and a DNS change moves to a new connection.
 """
 
 import ipaddress
 import socket
+import threading
+from collections import OrderedDict
 from urllib.parse import urlsplit
 
 import certifi
@@ -104,24 +108,58 @@ def check_url(url: str, *, require_resolvable: bool = False) -> list[str]:
 
 
 def pinned_request(method: str, url: str, *, timeout: float, body: bytes | None = None,
-                   headers: dict[str, str] | None = None) -> urllib3.BaseHTTPResponse:  # fmt: skip
+                   headers: dict[str, str] | None = None, reuse: bool = False) -> urllib3.BaseHTTPResponse:  # fmt: skip
     """``method url``, after ``check_url`` (``UnsafeURL``), to the first checked address with the
     URL's host name kept for Host, SNI and the certificate check; redirects are returned, not
     followed; the body is not preloaded (``stream``/``read1`` it, then ``release_conn``).
+    ``reuse``: the connection comes from, and goes back to, the pool of that address (read the
+    answer to its end, or ``close`` it, before ``release_conn``); else it is new and used once.
     Raises urllib3's ``TimeoutError`` / ``HTTPError`` as they come."""
     address = check_url(url, require_resolvable=True)[0]
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    options = {"timeout": urllib3.Timeout(connect=min(timeout, 10), read=timeout), "retries": False, "maxsize": 1}
-    if parts.scheme == "https":
-        pool = urllib3.HTTPSConnectionPool(address, port, server_hostname=parts.hostname,
-                                           assert_hostname=parts.hostname, cert_reqs="CERT_REQUIRED",
-                                           ca_certs=certifi.where(), **options)  # fmt: skip
-    else:
-        pool = urllib3.HTTPConnectionPool(address, port, **options)
+    key = (parts.scheme, address, port, parts.hostname)
+    pool = _kept_pool(key) if reuse else _new_pool(*key)
     path = parts.path or "/"
     if parts.query:
         path = f"{path}?{parts.query}"
     host = parts.hostname if parts.port is None else f"{parts.hostname}:{parts.port}"
     return pool.urlopen(method, path, body=body, headers={"Host": host, **(headers or {})}, redirect=False,
+                        retries=False, timeout=urllib3.Timeout(connect=min(timeout, 10), read=timeout),
                         preload_content=False)  # fmt: skip
+
+
+KEPT_POOLS = 64  # per process: the least recently used pool beyond this is closed
+
+_kept_pools: OrderedDict[tuple, urllib3.HTTPConnectionPool] = OrderedDict()
+_kept_pools_lock = threading.Lock()
+
+
+def _kept_pool(key: tuple) -> urllib3.HTTPConnectionPool:
+    """The pool of ``(scheme, checked address, port, host name)``, made on first use. Keyed by
+    the address the URL resolved to just now, so reuse never skips a check; one idle connection
+    per pool (a worker sends one request at a time)."""
+    with _kept_pools_lock:
+        pool = _kept_pools.pop(key, None) or _new_pool(*key)
+        _kept_pools[key] = pool  # most recently used last
+        evicted = _kept_pools.popitem(last=False)[1] if len(_kept_pools) > KEPT_POOLS else None
+    if evicted is not None:
+        evicted.close()
+    return pool
+
+
+def close_kept_pools() -> None:
+    """Closes every kept connection (tests; a process about to fork)."""
+    with _kept_pools_lock:
+        pools = list(_kept_pools.values())
+        _kept_pools.clear()
+    for pool in pools:
+        pool.close()
+
+
+def _new_pool(scheme: str, address: str, port: int, hostname: str) -> urllib3.HTTPConnectionPool:
+    if scheme == "https":
+        return urllib3.HTTPSConnectionPool(address, port, maxsize=1, server_hostname=hostname,
+                                           assert_hostname=hostname, cert_reqs="CERT_REQUIRED",
+                                           ca_certs=certifi.where())  # fmt: skip
+    return urllib3.HTTPConnectionPool(address, port, maxsize=1)

@@ -5,6 +5,7 @@ import re
 import pytest
 
 from accounts.models import ApiKey
+from audit.models import AuditLog
 from tests.conftest import key_client
 from tests.factories import PASSWORD, UserFactory
 
@@ -44,6 +45,9 @@ def test_it_revokes_keys_with_an_action(staff_client, owner_key):
     staff_client.post("/admin/accounts/apikey/", {"action": "revoke", "_selected_action": [owner_key.pk]}, follow=True)
     owner_key.refresh_from_db()
     assert owner_key.revoked_at is not None
+    record = AuditLog.objects.get(action="admin.api_keys.revoke")  # a staff action in the trail
+    assert (record.actor_kind, record.resource_id, record.organization_id) == (
+        "staff", str(owner_key.pk), owner_key.organization_id)  # fmt: skip
 
 
 def test_the_admin_pages_render(staff_client, org, owner_key):

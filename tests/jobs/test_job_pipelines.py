@@ -46,7 +46,9 @@ def test_a_pipeline_must_be_an_active_one_of_the_organization(as_member, org, wh
     assert not Job.objects.exists()
 
 
-def test_jobs_filter_by_pipeline_in_a_fixed_number_of_queries(as_viewer, org, django_assert_num_queries):
+def test_jobs_filter_by_pipeline_in_a_fixed_number_of_queries(
+    as_viewer, org, django_assert_num_queries, without_request_audit
+):
     pipeline = make_pipeline(org)
     version = pipeline.versions.get()
     with_pipeline = JobFactory.create_batch(3, organization=org, pipeline=pipeline, pipeline_version=version)

@@ -103,7 +103,7 @@ def first_words(statements: list[str]) -> list[str]:
 
 
 @pytest.fixture(autouse=True)
-def _warm_process(settings):
+def _warm_process(settings, without_request_audit):
     """Caches that a busy web process keeps warm, kept warm for the whole test (a slow machine
     must not turn a cache hit into a miss): auth entries, rate-limit counts (added to Redis once an
     hour, and a daily window so that no window ends between two requests)."""

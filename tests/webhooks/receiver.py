@@ -1,8 +1,9 @@
 """A real HTTP receiver on loopback for webhook tests.
 
 ``Receiver(responses)`` answers each POST with the next scripted ``Response`` (then 200s), records
-every request (path, headers, body) and counts distinct ``webhook-id`` values, as a receiver that
-deduplicates would. Use it as a context manager or call ``start()``/``stop()``::
+every request (path, headers, body), counts distinct ``webhook-id`` values, as a receiver that
+deduplicates would, and the TCP connections it accepted (it keeps them alive, HTTP/1.1). Use it as
+a context manager or call ``start()``/``stop()``::
 
     with Receiver([Response(500), Response(200)]) as receiver:
         ...deliver to receiver.url("/hook")...
@@ -36,6 +37,7 @@ class Receiver:
         self.responses = list(responses or [])
         self.requests: list[Request] = []
         self.message_ids: dict[str, int] = {}  # webhook-id -> how many times received
+        self.connections = 0  # TCP connections accepted
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
 
@@ -45,6 +47,11 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                with receiver._lock:
+                    receiver.connections += 1
 
             def _handle(self):
                 length = int(self.headers.get("Content-Length") or 0)
@@ -58,7 +65,6 @@ class Receiver:
                     for name, value in response.headers.items():
                         self.send_header(name, value)
                     self.send_header("Content-Length", str(len(response.body)))
-                    self.send_header("Connection", "close")
                     self.end_headers()
                     self.wfile.write(response.body)
                 except (BrokenPipeError, ConnectionResetError):

@@ -1,5 +1,6 @@
 """Delivery to a real receiver on loopback, every message verified with the Standard Webhooks
-reference library: outcomes, retries, redelivery, rotation, SSRF, auto-disable and recovery."""
+reference library: outcomes, retries, redelivery, rotation, SSRF, auto-disable, recovery, and
+batches (bounded statements, kept connections, continuations, racing workers)."""
 
 import json
 import socket
@@ -7,6 +8,8 @@ from datetime import timedelta
 
 import pytest
 import urllib3
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rq import Queue, SimpleWorker
 from rq.job import Job as RQJob
@@ -15,9 +18,9 @@ from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 from pipeline_project.lib.redis import get_redis
 from tests.webhooks.receiver import Receiver, Response
 from webhooks import queueing, signing
-from webhooks.delivery import deliver, delivery_redeliver, signing_secrets
+from webhooks.delivery import deliver, deliver_due, delivery_redeliver, signing_secrets
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
-from webhooks.recovery import reenqueue_due_deliveries
+from webhooks.recovery import kick_overdue_deliveries
 from webhooks.services import default_secret
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -40,6 +43,8 @@ def subscription(org, receiver):
 
 
 def make_delivery(subscription=None, *, org=None, url=None, **fields) -> WebhookDelivery:
+    """A delivery due now, as the outbox writes them."""
+    fields.setdefault("next_attempt_at", timezone.now())
     return WebhookDelivery.objects.create(
         organization=org or subscription.organization,
         subscription=subscription,
@@ -88,12 +93,18 @@ def test_it_skips_deliveries_not_due_or_finished(subscription, receiver):
     assert receiver.requests == []
 
 
+def test_a_delivery_made_by_hand_without_a_due_time_is_delivered_by_id(subscription, receiver):
+    delivery = make_delivery(subscription, next_attempt_at=None)
+    assert deliver(delivery.pk) == DeliveryStatus.SUCCEEDED
+    assert receiver.message_ids == {delivery.message_id: 1}
+
+
 def test_it_retries_a_500_and_delivers_on_the_second_attempt(subscription, receiver, settings):
     settings.WEBHOOK_RETRY_SCHEDULE = [0, 0]
     receiver.script(Response(500, body=b"boom"))
     subscription.failing_since = None
     delivery = make_delivery(subscription)
-    queueing.enqueue(delivery.pk)
+    queueing.kick()
     drain()
 
     first, second = receiver.requests
@@ -119,20 +130,23 @@ def test_a_failure_is_recorded_and_counted_on_the_subscription(subscription, rec
     assert subscription.is_active
 
 
-def test_a_scheduled_retry_is_left_on_rq_after_the_attempt_ends(subscription, receiver, settings):
+def test_a_scheduled_retry_is_a_kick_scheduled_on_rq_for_its_time(subscription, receiver, settings):
     settings.WEBHOOK_RETRY_SCHEDULE = [0, 300]
     receiver.script(Response(503))
     delivery = make_delivery(subscription)
-    queueing.enqueue(delivery.pk)
+    queueing.kick()
     drain()
 
     delivery.refresh_from_db()
     assert delivery.status == DeliveryStatus.RETRYING
-    job_id = f"delivery-{delivery.pk}-2"  # the RQ job of attempt 2
-    assert job_id in Queue(queueing.QUEUE, connection=get_redis()).scheduled_job_registry.get_job_ids()
+    registry = Queue(queueing.QUEUE, connection=get_redis()).scheduled_job_registry
+    [job_id] = registry.get_job_ids()
+    lag = (registry.get_scheduled_time(job_id) - delivery.next_attempt_at).total_seconds()
+    assert 0 <= lag < 1  # the retry's time, rounded up to the second
     assert get_redis().ttl(RQJob.key_for(job_id)) == -1  # the job hash does not expire before it runs
-    assert RQJob.fetch(job_id, connection=get_redis()).get_status() == "scheduled"
-    assert reenqueue_due_deliveries() == 0
+    job = RQJob.fetch(job_id, connection=get_redis())
+    assert (job.get_status(), job.func_name) == ("scheduled", queueing.DELIVER_DUE)
+    assert kick_overdue_deliveries() == 0
 
 
 def test_410_disables_the_subscription(subscription, receiver):
@@ -184,7 +198,7 @@ def test_it_fails_when_the_schedule_is_exhausted(subscription, receiver, setting
     settings.WEBHOOK_RETRY_SCHEDULE = [0, 0, 0]
     receiver.script(Response(500), Response(502), Response(500))
     delivery = make_delivery(subscription)
-    queueing.enqueue(delivery.pk)
+    queueing.kick()
     drain()
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts, delivery.next_attempt_at) == (DeliveryStatus.FAILED, 3, None)
@@ -304,23 +318,39 @@ def test_a_subscription_failing_for_too_long_is_disabled(subscription, receiver,
     assert "failed for 5 days" in subscription.disabled_reason
 
 
-def test_recovery_reenqueues_due_deliveries_redis_lost_and_they_are_delivered_once(subscription, receiver):
+def test_recovery_kicks_for_deliveries_redis_lost_and_they_are_delivered_once(subscription, receiver):
+    fresh = make_delivery(subscription)  # just created: left to its after-commit kick
+    assert kick_overdue_deliveries() == 0
     due = make_delivery(subscription, next_attempt_at=timezone.now() - timedelta(minutes=1))
-    fresh = make_delivery(subscription)  # just created: left to its after-commit enqueue
-    queueing.enqueue(due.pk)
+    queueing.kick()
     get_redis().flushdb()
 
-    assert reenqueue_due_deliveries() == 1
-    assert reenqueue_due_deliveries() == 0  # its RQ job is queued now
+    assert kick_overdue_deliveries() == 1
+    assert kick_overdue_deliveries() == 0  # a kick is waiting on the queue
     drain()
-    assert reenqueue_due_deliveries() == 0
+    assert kick_overdue_deliveries() == 0
+    queueing.kick(3)  # kicks again: nothing is sent twice
     drain()
 
     due.refresh_from_db()
     fresh.refresh_from_db()
-    assert due.status == DeliveryStatus.SUCCEEDED and fresh.status == DeliveryStatus.PENDING
-    assert receiver.message_ids == {due.message_id: 1}
-    assert verify(subscription.secret, receiver.requests[0]) == PAYLOAD
+    assert due.status == fresh.status == DeliveryStatus.SUCCEEDED  # a kick delivers everything due
+    assert receiver.message_ids == {due.message_id: 1, fresh.message_id: 1}
+    assert all(verify(subscription.secret, request) == PAYLOAD for request in receiver.requests)
+
+
+def test_recovery_kicks_one_worker_per_batch_of_overdue_deliveries(subscription, receiver, monkeypatch):
+    monkeypatch.setattr(queueing, "BATCH", 2)
+    monkeypatch.setattr("webhooks.recovery.BATCH", 2)
+    monkeypatch.setattr("webhooks.recovery.MAX_KICKS", 2)
+    for _ in range(3):
+        make_delivery(subscription, next_attempt_at=timezone.now() - timedelta(minutes=1))
+    assert kick_overdue_deliveries() == 2
+    assert kick_overdue_deliveries() == 0
+    for _ in range(3):
+        make_delivery(subscription, next_attempt_at=timezone.now() - timedelta(minutes=1))
+    get_redis().flushdb()
+    assert kick_overdue_deliveries() == 2  # capped per run
 
 
 def test_a_worker_that_died_mid_attempt_is_recovered_after_its_lease(subscription, receiver, settings):
@@ -328,25 +358,23 @@ def test_a_worker_that_died_mid_attempt_is_recovered_after_its_lease(subscriptio
     WebhookDelivery.objects.filter(pk=delivery.pk).update(
         attempts=1, next_attempt_at=timezone.now() - timedelta(minutes=1)
     )  # claimed, the lease over, no RQ job left
-    assert reenqueue_due_deliveries() == 1
+    assert kick_overdue_deliveries() == 1
     drain()
     delivery.refresh_from_db()
     assert (delivery.status, delivery.attempts) == (DeliveryStatus.SUCCEEDED, 2)
 
 
-def test_the_cron_config_registers_jobs_and_webhooks_recovery():
+def test_the_cron_config_registers_every_periodic_job():
     from rq.cron import CronScheduler
 
     scheduler = CronScheduler(connection=get_redis())
     scheduler.load_config_from_file("pipeline_project.cron")
     names = {job.name for job in scheduler.get_jobs()}
-    assert {"recover_jobs", "expire_results", "recover_webhook_deliveries"} <= names
+    assert {"recover_jobs", "expire_results", "recover_webhook_deliveries", "write_queued_audit_records"} <= names
 
 
 def test_two_workers_never_send_the_same_attempt(subscription, receiver):
     import threading
-
-    from django.db import connection
 
     receiver.script(Response(200, delay=0.5))
     delivery = make_delivery(subscription)
@@ -365,3 +393,141 @@ def test_two_workers_never_send_the_same_attempt(subscription, receiver):
         thread.join()
     assert sorted(results, key=str) == [None, DeliveryStatus.SUCCEEDED]
     assert len(receiver.requests) == 1
+
+
+# --- Batches ----------------------------------------------------------------------------------------
+
+
+def batch_of(subscriptions, per_subscription: int) -> list[WebhookDelivery]:
+    """``per_subscription`` due deliveries to each subscription."""
+    return [make_delivery(subscription) for subscription in subscriptions for _ in range(per_subscription)]
+
+
+@pytest.mark.parametrize("per_subscription", [2, 12])
+def test_a_batch_costs_the_same_few_statements_whatever_its_size(org, receiver, per_subscription):
+    subscriptions = [
+        WebhookSubscription.objects.create(
+            organization=org,
+            url=receiver.url(f"/s{i}"),
+            events=["*"],
+            secret=signing.new_secret(),
+            consecutive_failures=i,
+        )
+        for i in range(3)
+    ]
+    default_secret(organization=org)  # made on first use otherwise (one get_or_create)
+    deliveries = batch_of(subscriptions, per_subscription) + [
+        make_delivery(org=org, url=receiver.url("/own")) for _ in range(per_subscription)
+    ]  # and to a job's own webhook_url
+
+    with CaptureQueriesContext(connection) as queries:
+        assert deliver_due(limit=50) == len(deliveries)
+    statements = [query["sql"].split()[0] for query in queries]
+    # claim; subscriptions' secrets; the default secret; every success; failure state cleared
+    assert statements == ["UPDATE", "SELECT", "SELECT", "WITH", "UPDATE"], statements
+    assert set(WebhookDelivery.objects.values_list("status", "attempts", "response_status")) == {
+        (DeliveryStatus.SUCCEEDED, 1, 200)
+    }
+    assert len(receiver.requests) == len(receiver.message_ids) == len(deliveries)
+    for subscription in subscriptions:
+        subscription.refresh_from_db()
+        assert (subscription.failing_since, subscription.consecutive_failures) == (None, 0)
+        for request in receiver.requests_to(f"/s{subscriptions.index(subscription)}"):
+            assert verify(subscription.secret, request) == PAYLOAD
+    for request in receiver.requests_to("/own"):
+        assert verify(default_secret(organization=org).secret, request) == PAYLOAD
+
+
+def test_a_batch_keeps_its_connections(subscription, receiver):
+    batch_of([subscription], 10)
+    assert deliver_due(limit=50) == 10
+    assert len(receiver.requests) == 10 and receiver.connections == 1
+
+
+def test_a_connection_is_not_kept_after_a_long_answer(subscription, receiver):
+    receiver.script(Response(200, body=b"x" * 100_000), Response(200), Response(200))
+    batch_of([subscription], 3)
+    assert deliver_due(limit=50) == 3
+    assert len(receiver.requests) == 3 and receiver.connections == 2
+
+
+def test_a_full_batch_makes_sure_a_continuation_is_waiting(subscription, receiver):
+    batch_of([subscription], 8)
+    queue = Queue(queueing.QUEUE, connection=get_redis())
+    assert deliver_due(limit=3) == 3
+    assert [job.func_name for job in queue.get_jobs()] == [queueing.DELIVER_DUE]
+    assert deliver_due(limit=3) == 3
+    assert queue.count == 1  # one was waiting already: one kick ahead, not one per batch
+    assert deliver_due(limit=3) == 2  # not full: no continuation
+    assert queue.count == 1
+    drain()
+    assert len(receiver.requests) == len(receiver.message_ids) == 8
+
+
+def test_a_batch_out_of_time_releases_what_it_did_not_send(subscription, receiver, monkeypatch):
+    monkeypatch.setattr("webhooks.delivery.send_budget", lambda: -1)
+    first, *rest = batch_of([subscription], 3)
+    assert deliver_due(limit=50) == 3
+
+    assert len(receiver.requests) == 1  # the first POST of a batch is always sent
+    first.refresh_from_db()
+    assert (first.status, first.attempts) == (DeliveryStatus.SUCCEEDED, 1)
+    for delivery in rest:
+        delivery.refresh_from_db()
+        assert (delivery.status, delivery.attempts) == (DeliveryStatus.PENDING, 0)
+        assert delivery.next_attempt_at <= timezone.now()
+    assert Queue(queueing.QUEUE, connection=get_redis()).count == 1  # kicked for the released ones
+
+
+def test_a_batch_fails_the_deliveries_of_a_disabled_subscription_unsent(org, subscription, receiver):
+    disabled = WebhookSubscription.objects.create(organization=org, url=receiver.url("/off"), events=["*"],
+                                                  secret=signing.new_secret(), is_active=False)  # fmt: skip
+    batch_of([subscription, disabled], 2)
+    assert deliver_due(limit=50) == 4
+    assert receiver.requests_to("/off") == [] and len(receiver.requests) == 2
+    off = WebhookDelivery.objects.filter(subscription=disabled)
+    assert set(off.values_list("status", "attempts", "last_error")) == {
+        (DeliveryStatus.FAILED, 0, "The subscription is disabled.")
+    }
+
+
+def test_a_batch_records_successes_and_failures_each_their_way(subscription, receiver, settings):
+    settings.WEBHOOK_RETRY_SCHEDULE = [0, 300]
+    receiver.script(Response(200), Response(500), Response(200))
+    deliveries = batch_of([subscription], 3)
+    assert deliver_due(limit=50) == 3
+    statuses = {d.pk: d.status for d in WebhookDelivery.objects.all()}
+    assert sorted(statuses.values()) == [DeliveryStatus.RETRYING, DeliveryStatus.SUCCEEDED, DeliveryStatus.SUCCEEDED]
+    subscription.refresh_from_db()
+    assert subscription.consecutive_failures == 1 and subscription.failing_since is not None
+    assert len(Queue(queueing.QUEUE, connection=get_redis()).scheduled_job_registry) == 1  # the retry's kick
+    assert {d.pk for d in deliveries} == set(statuses)
+
+
+def test_two_workers_racing_over_a_backlog_send_each_message_once(subscription, receiver):
+    import threading
+
+    from django.db import connection as thread_connection
+
+    deliveries = batch_of([subscription], 40)
+    claimed = []
+
+    def run():
+        try:
+            while count := deliver_due(limit=5):
+                claimed.append(count)
+        finally:
+            thread_connection.close()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(claimed) == 40
+    assert receiver.message_ids == {delivery.message_id: 1 for delivery in deliveries}
+    assert set(WebhookDelivery.objects.values_list("status", "attempts")) == {(DeliveryStatus.SUCCEEDED, 1)}
+
+
+def test_the_outbox_kicks_one_worker_per_batch():
+    assert [queueing.kicks_for(n) for n in (0, 1, 50, 51, 120)] == [1, 1, 1, 2, 3]

@@ -27,7 +27,7 @@ from tests.webhooks.test_delivery import drain
 from webhooks import queueing, signing
 from webhooks.events import EVENT_TYPES
 from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
-from webhooks.recovery import reenqueue_due_deliveries
+from webhooks.recovery import kick_overdue_deliveries
 from webhooks.services import default_secret
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -185,9 +185,9 @@ def test_nothing_is_written_for_an_organization_nobody_listens_to(org, as_owner,
     assert WebhookDelivery.objects.count() == 0
 
 
-# A process that dies right after a commit, before its after-commit enqueues (of the job and of its
-# deliveries): ``web`` creates a job; ``worker`` processes one and dies once it has committed the
-# job's completion (its second enqueue of deliveries; the first was job.started's).
+# A process that dies right after a commit, before its after-commit enqueues (of the job, and the
+# kick for its deliveries): ``web`` creates a job; ``worker`` processes one and dies once it has
+# committed the job's completion (its second kick; the first was job.started's).
 DYING = textwrap.dedent(
     """
     import os, sys
@@ -202,7 +202,7 @@ DYING = textwrap.dedent(
     calls = []
 
     def enqueue_then_die_at(n):
-        real = queueing.enqueue_many
+        real = queueing.kick
         def enqueue(*args, **kwargs):
             calls.append(1)
             if len(calls) >= n:
@@ -212,14 +212,14 @@ DYING = textwrap.dedent(
 
     mode, arg = sys.argv[1], sys.argv[2]
     if mode == "web":
-        queueing.enqueue_many = job_queueing.enqueue_many = enqueue_then_die_at(1)
+        queueing.kick = job_queueing.enqueue_many = enqueue_then_die_at(1)
         user = User.objects.get(pk=arg)
         organization = Organization.objects.get(memberships__user=user)
         principal = Principal(user=user, organization=organization, role=Role.ADMIN,
                               permissions=ROLE_PERMISSIONS[Role.ADMIN])
         services.job_create(principal=principal, source_type="text", text="Made by a dying web process.", priority=2)
     else:
-        queueing.enqueue_many = enqueue_then_die_at(2)
+        queueing.kick = enqueue_then_die_at(2)
         engine.job_process(arg)
     sys.exit(0)
     """
@@ -247,12 +247,12 @@ def test_no_event_is_lost_to_a_process_dying_between_commit_and_enqueue_nor_to_a
 
     monkeypatch.setattr(recovery, "RECONCILE_GRACE", timedelta(0))
     assert recovery.reconcile_queued_jobs() == 1  # the dying web's job
-    assert reenqueue_due_deliveries(grace=timedelta(0)) == 6
+    assert kick_overdue_deliveries(grace=timedelta(0)) == 1  # one batch holds the 6
     run_worker()
     drain()
-    # Recovery running again, and every delivery enqueued once more, send nothing twice.
-    assert reenqueue_due_deliveries(grace=timedelta(0)) == 0
-    queueing.enqueue_many(WebhookDelivery.objects.values_list("pk", "attempts"), again=True)
+    # Recovery running again, and more kicks than there were deliveries, send nothing twice.
+    assert kick_overdue_deliveries(grace=timedelta(0)) == 0
+    queueing.kick(WebhookDelivery.objects.count())
     drain()
 
     received = messages(receiver)
