@@ -2,11 +2,13 @@
 5xx included), and gives every response an ``X-Request-ID`` (the client's, when well-formed).
 
 It sits near the top of the middleware stack, so that the answers of the middleware below it
-(414, 411, 413) and of the views are all seen. What it keeps is redacted first (``redaction``);
-the write (``audit_request``: queued for the writer) never fails the request.
+(414, 411, 413) and of the views are all seen. What it keeps is redacted first (``redaction``).
+The record is made when the response is closed, after the client has it, and handed to
+``audit_request`` (queued for the writer): it never holds up or fails the request.
 """
 
 import json
+import logging
 import re
 import time
 import uuid
@@ -19,6 +21,8 @@ from audit import actions
 from audit.models import ActorKind
 from audit.redaction import Redactor
 from audit.services import audit_request
+
+logger = logging.getLogger(__name__)
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
 BODY_READ_MAX = 1024 * 1024  # larger bodies are recorded by size only (never read twice into memory)
@@ -42,14 +46,21 @@ class AuditMiddleware:
         response["X-Request-ID"] = request_id
         if audited:
             duration_ms = int((time.monotonic() - started) * 1000)
-            try:
-                fields = self.describe(request, response, raw, duration_ms)
-            except Exception:  # describing must never fail the request: record what is certain
-                fields = {"action": "unknown", "actor_kind": ActorKind.ANONYMOUS, "method": request.method,
-                          "status_code": response.status_code, "success": response.status_code < 400,
-                          "request_id": request_id, "error_message": "the request could not be described"}  # fmt: skip
-            audit_request(**fields)
+            # Recorded when the server closes the response, once the client has it: the answer
+            # never waits for its audit record. (Django runs these closers in ``response.close()``.)
+            response._resource_closers.append(lambda: self.record(request, response, raw, duration_ms))
         return response
+
+    def record(self, request, response, raw: bytes, duration_ms: int) -> None:
+        try:
+            fields = self.describe(request, response, raw, duration_ms)
+        except Exception:  # describing must never fail: record what is certain
+            logger.exception("audit: request %s could not be described", request.request_id)
+            fields = {"action": "unknown", "actor_kind": ActorKind.ANONYMOUS, "method": request.method,
+                      "status_code": response.status_code, "success": response.status_code < 400,
+                      "request_id": request.request_id,
+                      "error_message": "the request could not be described"}  # fmt: skip
+        audit_request(**fields)
 
     def describe(self, request, response, raw: bytes, duration_ms: int) -> dict:
         meta = request.META

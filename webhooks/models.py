@@ -2,8 +2,9 @@
 
 A delivery row is one message to one URL: written in the same transaction as the change that
 caused it (the outbox), then sent in batches by RQ jobs on the ``webhooks`` queue
-(``webhooks/delivery.py``), retried on a schedule until it succeeds or fails for good. Its ``message_id`` stays the same across retries and
-redeliveries, so receivers can deduplicate on ``webhook-id``.
+(``webhooks/delivery.py``), retried on a schedule until it succeeds or fails for good. Its
+``message_id`` stays the same across retries and redeliveries, so receivers can deduplicate on
+``webhook-id``.
 """
 
 import uuid

@@ -36,7 +36,8 @@ def prune(key: str, cutoff, older_than: int) -> int:
     ``cutoff`` (a prefix of the chain: ``seq`` order), recording it first."""
     records = AuditLog.objects.filter(chain=key)
     first = records.aggregate(first=Min("seq"))["first"]
-    newer = records.filter(timestamp__gte=cutoff).aggregate(first=Min("seq"))["first"]
+    # The chain's oldest records come first in (chain, seq): the walk stops at the first newer one.
+    newer = records.filter(timestamp__gte=cutoff).order_by("seq").values_list("seq", flat=True).first()
     head = AuditChainHead.objects.get(chain=key)
     through = (newer - 1) if newer is not None else head.seq
     if first is None or through < first:
