@@ -9,7 +9,7 @@ from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
 
 from accounts.principal import Principal
-from jobs.models import Job, JobEvent, JobFile, JobResult, JobStatus
+from jobs.models import Job, JobEvent, JobFile, JobResult, JobStatus, Priority
 from pipeline_project.lib.errors import ConflictError, NotFoundError
 from pipeline_project.lib.redis import get_redis
 
@@ -115,6 +115,18 @@ def queue_health(*, principal: Principal) -> dict:
             status: counts.get(status, 0) for status in (JobStatus.COMPLETED, JobStatus.FAILED)
         }
     return {"queues": queues, "workers": workers, "jobs": recent}
+
+
+def oldest_queued_age() -> float | None:
+    """Seconds the oldest queued job (any organization) has waited since it was created; None if
+    none waits. One probe of the polling index per priority (a backlog is not scanned)."""
+    oldest = [
+        created
+        for priority in Priority.values
+        if (created := Job.objects.filter(status=JobStatus.QUEUED, priority=priority).order_by("created_at")
+            .values_list("created_at", flat=True).first()) is not None
+    ]  # fmt: skip
+    return (timezone.now() - min(oldest)).total_seconds() if oldest else None
 
 
 def job_cancelling(*, job_id) -> Job | None:
