@@ -10,6 +10,7 @@ from accounts.models import ApiKey, Membership, Organization, User
 from accounts.principal import Principal
 from accounts.roles import Role
 from pipeline_project.lib.errors import ApplicationError
+from pipeline_project.lib.events import Event, announce
 
 
 def organization_create(*, name: str, owner: User | None = None, slug: str | None = None) -> Organization:
@@ -83,6 +84,44 @@ def api_key_revoke(*, api_key: ApiKey) -> ApiKey:
         ApiKey.objects.filter(pk=api_key.pk, revoked_at__isnull=True).update(revoked_at=api_key.revoked_at)
         auth_cache.forget(api_key_prefixes=[api_key.prefix])
     return api_key
+
+
+def api_keys_expirable(*, now: datetime | None = None):
+    """Keys past their ``expires_at`` and not revoked yet."""
+    return ApiKey.objects.filter(revoked_at__isnull=True, expires_at__lte=now or timezone.now())
+
+
+def api_keys_expire(*, dry_run: bool = False, batch_size: int = 500, progress=None) -> int:
+    """Revokes the keys past their ``expires_at`` (not revoked yet), ``batch_size`` per transaction;
+    returns how many (with ``dry_run``: how many it would, changing nothing). Each key is announced
+    (``api_key.expired``, the audit trail's system action) in the transaction of its revocation and
+    dropped from the auth cache. Safe to run twice at once: a batch is claimed with
+    ``FOR UPDATE SKIP LOCKED`` and revoked only if still unrevoked. ``progress(n)`` after each batch."""
+    cutoff = timezone.now()
+    if dry_run:
+        return api_keys_expirable(now=cutoff).count()
+    revoked = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                api_keys_expirable(now=cutoff)
+                .select_for_update(skip_locked=True)
+                .order_by("pk")
+                .values_list("pk", "prefix", "organization_id", "name", "expires_at")[:batch_size]
+            )
+            if not batch:
+                return revoked
+            now = timezone.now()
+            ApiKey.objects.filter(pk__in=[pk for pk, *_ in batch], revoked_at__isnull=True).update(revoked_at=now)
+            auth_cache.forget(api_key_prefixes=[prefix for _, prefix, *_ in batch])
+            announce(
+                Event(type="api_key.expired", organization_id=organization_id, resource_id=str(pk), occurred_at=now,
+                      details={"name": name, "prefix": prefix, "expires_at": expires_at.isoformat()})
+                for pk, prefix, organization_id, name, expires_at in batch
+            )  # fmt: skip
+        revoked += len(batch)
+        if progress is not None:
+            progress(len(batch))
 
 
 def api_key_mark_used(*, api_key: ApiKey) -> bool:

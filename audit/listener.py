@@ -10,6 +10,8 @@ SYSTEM_ACTIONS = {
     "job.worker_lost": ("jobs.worker_lost", "job"),
     "job.results_expired": ("jobs.results_expired", "job_result"),
     "webhook.disabled": ("webhooks.disabled", "webhook"),
+    "api_key.expired": ("api_keys.expire", "api_key"),
+    "webhook.deliveries_pruned": ("webhooks.prune_deliveries", "webhook_delivery"),
 }
 
 

@@ -218,6 +218,7 @@ WEBHOOK_RETRY_SCHEDULE = [
 ]
 WEBHOOK_DISABLE_AFTER = env_seconds("WEBHOOK_DISABLE_AFTER", 5 * 86400)
 WEBHOOK_SECRET_ROTATION_OVERLAP = env_seconds("WEBHOOK_SECRET_ROTATION_OVERLAP", 86400)
+WEBHOOK_DELIVERY_RETENTION = env_int("WEBHOOK_DELIVERY_RETENTION", 30, minimum=1)  # days; finished deliveries
 # Modules that register extra pipeline stages when imported (plugins; the tests' crash stages).
 PIPELINE_STAGE_MODULES = env_list("PIPELINE_STAGE_MODULES", [])
 # Our worker class (jobs.worker.Worker) parses documents in a child process, replaced after this

@@ -9,8 +9,15 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from accounts.principal import Principal
+from pipeline_project.lib.events import Event, announce
 from webhooks import queueing, signing
-from webhooks.models import OrganizationWebhookSecret, SigningSecrets, WebhookDelivery, WebhookSubscription
+from webhooks.models import (
+    DeliveryStatus,
+    OrganizationWebhookSecret,
+    SigningSecrets,
+    WebhookDelivery,
+    WebhookSubscription,
+)
 
 
 def subscription_create(*, principal: Principal, url: str, events: list[str], description: str = ""
@@ -83,3 +90,44 @@ def subscription_test(*, subscription: WebhookSubscription) -> WebhookDelivery:
         )
         queueing.kick_on_commit()
     return delivery
+
+
+FINISHED = (DeliveryStatus.SUCCEEDED, DeliveryStatus.FAILED)  # never the open ones (pending, retrying)
+
+
+def deliveries_prunable(*, cutoff):
+    """Finished deliveries created before ``cutoff``."""
+    return WebhookDelivery.objects.filter(status__in=FINISHED, created_at__lt=cutoff).order_by()
+
+
+def deliveries_prune(*, older_than: int, dry_run: bool = False, batch_size: int = 1000, progress=None) -> int:
+    """Deletes finished deliveries (succeeded or failed) created more than ``older_than`` days ago,
+    ``batch_size`` per transaction; returns how many (with ``dry_run``: how many it would, changing
+    nothing). Each batch announces one ``webhook.deliveries_pruned`` per organization (the audit
+    trail's system action) in its transaction. Safe to run twice at once: a batch is claimed with
+    ``FOR UPDATE SKIP LOCKED``. ``progress(n)`` after each batch."""
+    cutoff = timezone.now() - timedelta(days=older_than)
+    if dry_run:
+        return deliveries_prunable(cutoff=cutoff).count()
+    deleted = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                deliveries_prunable(cutoff=cutoff)
+                .select_for_update(skip_locked=True)
+                .values_list("pk", "organization_id")[:batch_size]
+            )
+            if not batch:
+                return deleted
+            WebhookDelivery.objects.filter(pk__in=[pk for pk, _ in batch], status__in=FINISHED).delete()
+            by_organization: dict = {}
+            for _, organization_id in batch:
+                by_organization[organization_id] = by_organization.get(organization_id, 0) + 1
+            announce(
+                Event(type="webhook.deliveries_pruned", organization_id=organization_id,
+                      details={"count": count, "cutoff": cutoff.isoformat(), "older_than_days": older_than})
+                for organization_id, count in by_organization.items()
+            )  # fmt: skip
+        deleted += len(batch)
+        if progress is not None:
+            progress(len(batch))

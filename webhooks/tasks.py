@@ -35,3 +35,16 @@ def recover_deliveries() -> int:
         return kick_overdue_deliveries()
     finally:
         close_old_connections()
+
+
+def prune_deliveries() -> int:
+    """Scheduled daily (pipeline_project/cron.py): deletes finished deliveries older than WEBHOOK_DELIVERY_RETENTION."""
+    from django.conf import settings
+
+    from webhooks.services import deliveries_prune
+
+    close_old_connections()
+    try:
+        return deliveries_prune(older_than=settings.WEBHOOK_DELIVERY_RETENTION, dry_run=False, batch_size=1000)
+    finally:
+        close_old_connections()

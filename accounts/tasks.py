@@ -1,0 +1,14 @@
+"""RQ entry points: thin, they call the services."""
+
+from django.db import close_old_connections
+
+
+def expire_api_keys() -> int:
+    """Scheduled every 5 minutes (pipeline_project/cron.py): revokes keys past their expires_at."""
+    from accounts.services import api_keys_expire
+
+    close_old_connections()
+    try:
+        return api_keys_expire(dry_run=False, batch_size=500)
+    finally:
+        close_old_connections()
