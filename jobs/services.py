@@ -534,18 +534,31 @@ def job_file_delete(*, job: Job, job_file: JobFile) -> None:
             transaction.on_commit(lambda: _delete_stored([job_file.storage_name]))
 
 
-def job_results_expire(*, batch_size: int = 500) -> int:
-    """Deletes results past their ``expires_at`` (and their stored texts); returns how many."""
+def job_results_expirable(*, now=None):
+    """Results past their ``expires_at``."""
+    return JobResult.objects.filter(expires_at__lte=now or timezone.now())
+
+
+def job_results_expire(*, dry_run: bool = False, batch_size: int = 500, progress=None) -> int:
+    """Deletes results past their ``expires_at`` (and their stored texts, after commit), ``batch_size``
+    per transaction; returns how many (with ``dry_run``: how many it would, changing nothing). Each
+    batch is announced per organization (``job.results_expired``: the audit trail's system action).
+    Safe to run twice at once: a batch is claimed with ``FOR UPDATE SKIP LOCKED``. ``progress(n)``
+    after each batch."""
+    cutoff = timezone.now()
+    if dry_run:
+        return job_results_expirable(now=cutoff).count()
     deleted = 0
     while True:
-        batch = list(
-            JobResult.objects.filter(expires_at__lte=timezone.now()).values_list(
-                "job_id", "output_uri", "job__organization_id"
-            )[:batch_size]
-        )
-        if not batch:
-            return deleted
         with transaction.atomic():
+            batch = list(
+                job_results_expirable(now=cutoff)
+                .select_for_update(skip_locked=True, of=("self",))
+                .order_by("expires_at")
+                .values_list("job_id", "output_uri", "job__organization_id")[:batch_size]
+            )
+            if not batch:
+                return deleted
             JobResult.objects.filter(job_id__in=[job_id for job_id, _, _ in batch]).delete()
             stored = [uri for _, uri, _ in batch if uri]
             transaction.on_commit(lambda stored=stored: _delete_stored(stored))
@@ -554,6 +567,8 @@ def job_results_expire(*, batch_size: int = 500) -> int:
                 by_organization.setdefault(organization_id, []).append(job_id)
             announcements.results_expired(by_organization)
         deleted += len(batch)
+        if progress is not None:
+            progress(len(batch))
 
 
 # --- The worker's writes ---------------------------------------------------------------------

@@ -259,6 +259,38 @@ def test_results_expired_are_recorded_per_organization(org, owner, run_worker):
     assert record.request_details == {"count": 1, "jobs": [str(job.pk)]} and record.organization_id == org.pk
 
 
+def test_results_expire_in_batches_once_each_even_when_two_runs_race(org, owner, run_worker):
+    import threading
+
+    from django.db import connections
+    from django.utils import timezone
+
+    from jobs.models import JobResult
+
+    principal = Principal(user=owner, organization=org, role=Role.ADMIN, permissions=ROLE_PERMISSIONS[Role.ADMIN])
+    for index in range(5):
+        job_services.job_create(principal=principal, source_type="text", text=f"text {index}", priority=2)
+    run_worker()
+    JobResult.objects.update(expires_at=timezone.now())
+    assert job_services.job_results_expire(dry_run=True) == 5 and JobResult.objects.count() == 5
+    counts = []
+
+    def run():
+        try:
+            counts.append(job_services.job_results_expire(batch_size=2))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(counts) == 5 and not JobResult.objects.exists()
+    expired = AuditLog.objects.filter(action="jobs.results_expired").values_list("request_details", flat=True)
+    assert sum(details["count"] for details in expired) == 5
+
+
 def test_staff_actions_in_the_admin_are_recorded_as_staff_one_by_one_and_in_bulk(org, other_org, rf):
     from django.contrib import admin
 

@@ -176,7 +176,11 @@ def test_expired_results_are_deleted_with_their_stored_text(as_member, run_worke
     assert (settings.MEDIA_ROOT / stored).exists()
     JobResult.objects.filter(job_id=expired).update(expires_at=timezone.now() - timedelta(seconds=1))
     out = io.StringIO()
-    call_command("expire_results", stdout=out)
+    call_command("expire_results", "--dry-run", stdout=out)
+    assert out.getvalue().strip() == "Dry run: 1 expired results would be deleted; nothing changed."
+    assert JobResult.objects.filter(job_id=expired).exists() and (settings.MEDIA_ROOT / stored).exists()
+    out = io.StringIO()
+    call_command("expire_results", "--batch-size", "1", stdout=out)
     assert out.getvalue().strip() == "1 expired results deleted"
     assert not (settings.MEDIA_ROOT / stored).exists()
     assert as_member.get(f"{JOBS}/{expired}/result").json()["error"]["code"] == "result_expired"
