@@ -8,6 +8,7 @@ from django.utils import timezone
 from accounts.models import ApiKey
 from accounts.services import api_keys_expire
 from audit.models import ActorKind, AuditLog
+from tests.concurrency import in_threads
 from tests.conftest import key_client
 from tests.factories import ApiKeyFactory
 
@@ -105,25 +106,9 @@ def test_it_works_in_batches(org, owner):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_runs_at_once_revoke_each_key_once(org, owner):
-    import threading
-
-    from django.db import connection
-
     expired = [ApiKeyFactory(organization=org, created_by=owner, expires_at=timezone.now() - timedelta(hours=1))
                for _ in range(6)]  # fmt: skip
-    results = []
-
-    def expire():
-        try:
-            results.append(api_keys_expire(dry_run=False, batch_size=1))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=expire) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = in_threads(lambda: api_keys_expire(dry_run=False, batch_size=1))
     assert sum(results) == 6
     assert not ApiKey.objects.filter(pk__in=[key.pk for key in expired], revoked_at__isnull=True).exists()
     assert sorted(expiry_records().values_list("resource_id", flat=True)) == sorted(str(key.pk) for key in expired)

@@ -1,17 +1,17 @@
 """The hash chain: intact on untouched data (also when many processes write at once), an edited
 or deleted record named by ``verify_audit_chain``, pruning recorded and still verifiable."""
 
-import threading
 from datetime import timedelta
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection, connections
+from django.db import connection
 from django.utils import timezone
 
 from audit import chain
 from audit.models import ActorKind, AuditChainHead, AuditLog
 from audit.services import audit_record
+from tests.concurrency import in_threads
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -50,17 +50,7 @@ def test_records_are_chained_per_organization(org, other_org):
 
 
 def test_concurrent_writers_keep_one_unbroken_chain(org):
-    def write():
-        try:
-            records(org, 25)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=write) for _ in range(6)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(lambda: records(org, 25), count=6)
     assert sorted(AuditLog.objects.filter(organization_id=org.pk).values_list("seq", flat=True)) == list(range(1, 151))
     assert chain.verify(str(org.pk)) == (150, None)
 

@@ -16,6 +16,7 @@ from audit.services import QUEUED, WRITER_DUE, audit_write_queued
 from jobs import services as job_services
 from jobs.models import Job, JobStatus
 from pipeline_project.lib.redis import get_redis
+from tests.concurrency import in_threads
 from tests.conftest import key_client
 from tests.webhooks.receiver import Receiver, Response
 from webhooks import signing
@@ -260,9 +261,6 @@ def test_results_expired_are_recorded_per_organization(org, owner, run_worker):
 
 
 def test_results_expire_in_batches_once_each_even_when_two_runs_race(org, owner, run_worker):
-    import threading
-
-    from django.db import connections
     from django.utils import timezone
 
     from jobs.models import JobResult
@@ -273,19 +271,7 @@ def test_results_expire_in_batches_once_each_even_when_two_runs_race(org, owner,
     run_worker()
     JobResult.objects.update(expires_at=timezone.now())
     assert job_services.job_results_expire(dry_run=True) == 5 and JobResult.objects.count() == 5
-    counts = []
-
-    def run():
-        try:
-            counts.append(job_services.job_results_expire(batch_size=2))
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    counts = in_threads(lambda: job_services.job_results_expire(batch_size=2))
     assert sum(counts) == 5 and not JobResult.objects.exists()
     expired = AuditLog.objects.filter(action="jobs.results_expired").values_list("request_details", flat=True)
     assert sum(details["count"] for details in expired) == 5

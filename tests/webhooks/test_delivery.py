@@ -16,6 +16,7 @@ from rq.job import Job as RQJob
 from standardwebhooks.webhooks import Webhook, WebhookVerificationError
 
 from pipeline_project.lib.redis import get_redis
+from tests.concurrency import in_threads
 from tests.webhooks.receiver import Receiver, Response
 from webhooks import queueing, signing
 from webhooks.delivery import deliver, deliver_due, delivery_redeliver, signing_secrets
@@ -375,23 +376,9 @@ def test_the_cron_config_registers_every_periodic_job():
 
 
 def test_two_workers_never_send_the_same_attempt(subscription, receiver):
-    import threading
-
     receiver.script(Response(200, delay=0.5))
     delivery = make_delivery(subscription)
-    results = []
-
-    def run():
-        try:
-            results.append(deliver(delivery.pk))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = in_threads(lambda: deliver(delivery.pk))
     assert sorted(results, key=str) == [None, DeliveryStatus.SUCCEEDED]
     assert len(receiver.requests) == 1
 
@@ -506,25 +493,14 @@ def test_a_batch_records_successes_and_failures_each_their_way(subscription, rec
 
 
 def test_two_workers_racing_over_a_backlog_send_each_message_once(subscription, receiver):
-    import threading
-
-    from django.db import connection as thread_connection
-
     deliveries = batch_of([subscription], 40)
     claimed = []
 
-    def run():
-        try:
-            while count := deliver_due(limit=5):
-                claimed.append(count)
-        finally:
-            thread_connection.close()
+    def drain_in_batches():
+        while count := deliver_due(limit=5):
+            claimed.append(count)
 
-    threads = [threading.Thread(target=run) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    in_threads(drain_in_batches)
     assert sum(claimed) == 40
     assert receiver.message_ids == {delivery.message_id: 1 for delivery in deliveries}
     assert set(WebhookDelivery.objects.values_list("status", "attempts")) == {(DeliveryStatus.SUCCEEDED, 1)}

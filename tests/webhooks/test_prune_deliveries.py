@@ -7,6 +7,7 @@ from django.core.management.base import CommandError
 from django.utils import timezone
 
 from audit.models import ActorKind, AuditLog
+from tests.concurrency import in_threads
 from webhooks import signing
 from webhooks.models import DeliveryStatus, WebhookDelivery
 from webhooks.services import deliveries_prune
@@ -99,24 +100,8 @@ def test_it_refuses_a_retention_under_a_day(db):
 
 @pytest.mark.django_db(transaction=True)
 def test_two_runs_at_once_delete_each_delivery_once(org):
-    import threading
-
-    from django.db import connection
-
     for _ in range(6):
         delivery(org, DeliveryStatus.FAILED, age_days=10)
-    results = []
-
-    def prune():
-        try:
-            results.append(deliveries_prune(older_than=7, dry_run=False, batch_size=1))
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=prune) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = in_threads(lambda: deliveries_prune(older_than=7, dry_run=False, batch_size=1))
     assert sum(results) == 6 and not WebhookDelivery.objects.exists()
     assert sum(record.request_details["count"] for record in prune_records()) == 6
