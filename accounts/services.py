@@ -9,6 +9,7 @@ from accounts import auth_cache
 from accounts.models import ApiKey, Membership, Organization, User
 from accounts.principal import Principal
 from accounts.roles import Role
+from pipeline_project.lib.batches import in_locked_batches
 from pipeline_project.lib.errors import ApplicationError
 from pipeline_project.lib.events import Event, announce
 
@@ -100,28 +101,20 @@ def api_keys_expire(*, dry_run: bool = False, batch_size: int = 500, progress=No
     cutoff = timezone.now()
     if dry_run:
         return api_keys_expirable(now=cutoff).count()
-    revoked = 0
-    while True:
-        with transaction.atomic():
-            batch = list(
-                api_keys_expirable(now=cutoff)
-                .select_for_update(skip_locked=True)
-                .order_by("pk")
-                .values_list("pk", "prefix", "organization_id", "name", "expires_at")[:batch_size]
-            )
-            if not batch:
-                return revoked
-            now = timezone.now()
-            ApiKey.objects.filter(pk__in=[pk for pk, *_ in batch], revoked_at__isnull=True).update(revoked_at=now)
-            auth_cache.forget(api_key_prefixes=[prefix for _, prefix, *_ in batch])
-            announce(
-                Event(type="api_key.expired", organization_id=organization_id, resource_id=str(pk), occurred_at=now,
-                      details={"name": name, "prefix": prefix, "expires_at": expires_at.isoformat()})
-                for pk, prefix, organization_id, name, expires_at in batch
-            )  # fmt: skip
-        revoked += len(batch)
-        if progress is not None:
-            progress(len(batch))
+
+    def revoke(batch: list[tuple]) -> None:
+        now = timezone.now()
+        ApiKey.objects.filter(pk__in=[pk for pk, *_ in batch], revoked_at__isnull=True).update(revoked_at=now)
+        auth_cache.forget(api_key_prefixes=[prefix for _, prefix, *_ in batch])
+        announce(
+            Event(type="api_key.expired", organization_id=organization_id, resource_id=str(pk), occurred_at=now,
+                  details={"name": name, "prefix": prefix, "expires_at": expires_at.isoformat()})
+            for pk, prefix, organization_id, name, expires_at in batch
+        )  # fmt: skip
+
+    return in_locked_batches(api_keys_expirable(now=cutoff).order_by("pk"),
+                             ["pk", "prefix", "organization_id", "name", "expires_at"], revoke,
+                             batch_size=batch_size, progress=progress)  # fmt: skip
 
 
 def api_key_mark_used(*, api_key: ApiKey) -> bool:

@@ -36,6 +36,7 @@ from jobs.models import (
 )
 from jobs.uploads import Upload, inspect
 from pipeline_project.lib import sql
+from pipeline_project.lib.batches import in_locked_batches
 from pipeline_project.lib.errors import ConflictError, InvalidStateError, NotFoundError
 from pipeline_project.lib.storage import display_name, upload_path
 from pipelines.models import Pipeline, PipelineVersion
@@ -548,27 +549,19 @@ def job_results_expire(*, dry_run: bool = False, batch_size: int = 500, progress
     cutoff = timezone.now()
     if dry_run:
         return job_results_expirable(now=cutoff).count()
-    deleted = 0
-    while True:
-        with transaction.atomic():
-            batch = list(
-                job_results_expirable(now=cutoff)
-                .select_for_update(skip_locked=True, of=("self",))
-                .order_by("expires_at")
-                .values_list("job_id", "output_uri", "job__organization_id")[:batch_size]
-            )
-            if not batch:
-                return deleted
-            JobResult.objects.filter(job_id__in=[job_id for job_id, _, _ in batch]).delete()
-            stored = [uri for _, uri, _ in batch if uri]
-            transaction.on_commit(lambda stored=stored: _delete_stored(stored))
-            by_organization = {}
-            for job_id, _, organization_id in batch:
-                by_organization.setdefault(organization_id, []).append(job_id)
-            announcements.results_expired(by_organization)
-        deleted += len(batch)
-        if progress is not None:
-            progress(len(batch))
+
+    def expire(batch: list[tuple]) -> None:
+        JobResult.objects.filter(job_id__in=[job_id for job_id, _, _ in batch]).delete()
+        stored = [uri for _, uri, _ in batch if uri]
+        transaction.on_commit(lambda: _delete_stored(stored))
+        by_organization = {}
+        for job_id, _, organization_id in batch:
+            by_organization.setdefault(organization_id, []).append(job_id)
+        announcements.results_expired(by_organization)
+
+    return in_locked_batches(job_results_expirable(now=cutoff).order_by("expires_at"),
+                             ["job_id", "output_uri", "job__organization_id"], expire,
+                             batch_size=batch_size, progress=progress)  # fmt: skip
 
 
 # --- The worker's writes ---------------------------------------------------------------------

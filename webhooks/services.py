@@ -1,6 +1,7 @@
 """Writes on subscriptions and signing secrets (the API's); deliveries are written by the delivery
 services."""
 
+from collections import Counter
 from datetime import timedelta
 
 from django.conf import settings
@@ -9,6 +10,7 @@ from django.utils import timezone
 
 from accounts.models import Organization
 from accounts.principal import Principal
+from pipeline_project.lib.batches import in_locked_batches
 from pipeline_project.lib.events import Event, announce
 from webhooks import queueing, signing
 from webhooks.models import (
@@ -109,25 +111,15 @@ def deliveries_prune(*, older_than: int, dry_run: bool = False, batch_size: int 
     cutoff = timezone.now() - timedelta(days=older_than)
     if dry_run:
         return deliveries_prunable(cutoff=cutoff).count()
-    deleted = 0
-    while True:
-        with transaction.atomic():
-            batch = list(
-                deliveries_prunable(cutoff=cutoff)
-                .select_for_update(skip_locked=True)
-                .values_list("pk", "organization_id")[:batch_size]
-            )
-            if not batch:
-                return deleted
-            WebhookDelivery.objects.filter(pk__in=[pk for pk, _ in batch], status__in=FINISHED).delete()
-            by_organization: dict = {}
-            for _, organization_id in batch:
-                by_organization[organization_id] = by_organization.get(organization_id, 0) + 1
-            announce(
-                Event(type="webhook.deliveries_pruned", organization_id=organization_id,
-                      details={"count": count, "cutoff": cutoff.isoformat(), "older_than_days": older_than})
-                for organization_id, count in by_organization.items()
-            )  # fmt: skip
-        deleted += len(batch)
-        if progress is not None:
-            progress(len(batch))
+
+    def prune(batch: list[tuple]) -> None:
+        WebhookDelivery.objects.filter(pk__in=[pk for pk, _ in batch], status__in=FINISHED).delete()
+        by_organization = Counter(organization_id for _, organization_id in batch)
+        announce(
+            Event(type="webhook.deliveries_pruned", organization_id=organization_id,
+                  details={"count": count, "cutoff": cutoff.isoformat(), "older_than_days": older_than})
+            for organization_id, count in by_organization.items()
+        )  # fmt: skip
+
+    return in_locked_batches(deliveries_prunable(cutoff=cutoff), ["pk", "organization_id"], prune,
+                             batch_size=batch_size, progress=progress)  # fmt: skip
