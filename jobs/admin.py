@@ -1,6 +1,7 @@
 from django.contrib import admin
 
 from jobs.models import Job, JobEvent, JobFile
+from pipeline_project.lib.admin import ReadOnlyAdmin
 
 
 class ReadOnlyInline(admin.TabularInline):
@@ -29,7 +30,7 @@ class JobEventInline(ReadOnlyInline):
 
 
 @admin.register(Job)
-class JobAdmin(admin.ModelAdmin):
+class JobAdmin(ReadOnlyAdmin):
     """Jobs are changed through the API's state machine only; the admin reads them."""
 
     list_display = ["id", "organization", "status", "source_type", "file_name", "priority", "attempts", "created_at"]
@@ -40,12 +41,3 @@ class JobAdmin(admin.ModelAdmin):
     show_full_result_count = False  # no COUNT(*) over millions of jobs
     inlines = [JobFileInline, JobEventInline]
     readonly_fields = [field.name for field in Job._meta.fields]
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        return False

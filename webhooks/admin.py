@@ -6,24 +6,10 @@ from django.contrib import admin, messages
 from django.db import transaction
 
 from audit.services import audit_staff_action
+from pipeline_project.lib.admin import ReadOnlyAdmin
 from webhooks.delivery import delivery_redeliver
 from webhooks.models import WebhookDelivery, WebhookSubscription
 from webhooks.services import subscription_update
-
-
-class ReadOnlyAdmin(admin.ModelAdmin):
-    def has_add_permission(self, request):
-        return False
-
-    def has_change_permission(self, request, obj=None):
-        return request.method in ("GET", "HEAD") and super().has_view_permission(request, obj)
-
-    def has_delete_permission(self, request, obj=None):
-        return False
-
-    def has_manage_permission(self, request) -> bool:
-        """What the actions need: the model's change permission (superusers have it)."""
-        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
 
 
 @admin.register(WebhookSubscription)
