@@ -32,6 +32,7 @@ RUN_PYTEST = DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" D
 test: venv
 	@scripts/ensure-postgres.sh "$(TEST_DATABASE_URL)"
 	@scripts/ensure-redis.sh "$(TEST_REDIS_URL)"
+	@scripts/ensure-test-tools.sh
 	ruff check .
 	$(RUN_PYTEST) $(PYTEST_ARGS)
 

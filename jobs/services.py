@@ -408,10 +408,11 @@ def job_cancel(*, job: Job, actor: str) -> Job:
     return job
 
 
-def job_retry(*, job: Job, principal: Principal, overrides: dict) -> Job:
+def job_retry(*, job: Job, principal: Principal, overrides: dict, actor: str | None = None) -> Job:
     """A new queued job with the same source, files and configuration (``overrides`` applied:
     priority, mode, metadata, pipeline_id, None meaning the default pipeline), linked to the
-    original. Only failed or cancelled jobs."""
+    original. Only failed or cancelled jobs. ``actor`` names who asked in the timeline when it is
+    not the principal (staff in the admin)."""
     with transaction.atomic():
         # An unknown pipeline_id answers 404 whatever the job's state, as on creation.
         version = (
@@ -454,7 +455,7 @@ def job_retry(*, job: Job, principal: Principal, overrides: dict) -> Job:
             )
             for file in original.files.all()
         )
-        _announce(retry, actor=principal.actor, message=f"retry of {original.id}")
+        _announce(retry, actor=actor or principal.actor, message=f"retry of {original.id}")
     return retry
 
 
