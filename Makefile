@@ -20,10 +20,13 @@ venv:
 	@scripts/ensure-venv.sh
 
 run: export DEBUG ?= 1
+run: export PROMETHEUS_MULTIPROC_DIR ?= $(abspath $(or $(VAR_DIR),var)/metrics)
 run: venv
 	@scripts/ensure-redis.sh "$${REDIS_URL:-redis://127.0.0.1:6379/0}"
 	@python manage.py migrate --noinput -v 0
 	@python manage.py bootstrap_demo --base-url http://127.0.0.1:$(WEB_PORT)
+	@# /metrics counts from zero: the files of the last run's processes go (web, worker and scheduler share the directory).
+	@mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && rm -f "$$PROMETHEUS_MULTIPROC_DIR"/*.db
 	@WEB_PORT=$(WEB_PORT) exec honcho -f Procfile.dev start
 
 RUN_PYTEST = DATABASE_URL="$(TEST_DATABASE_URL)" REDIS_URL="$(TEST_REDIS_URL)" DEBUG=0 \

@@ -9,6 +9,8 @@ from pipeline_project.lib.events import Event
 SYSTEM_ACTIONS = {
     "job.worker_lost": ("jobs.worker_lost", "job"),
     "job.results_expired": ("jobs.results_expired", "job_result"),
+    "job.uploads_deleted": ("jobs.uploads_deleted", "job_file"),
+    "job.orphan_uploads_deleted": ("jobs.orphan_uploads_deleted", "stored_file"),
     "webhook.disabled": ("webhooks.disabled", "webhook"),
     "api_key.expired": ("api_keys.expire", "api_key"),
     "webhook.deliveries_pruned": ("webhooks.prune_deliveries", "webhook_delivery"),

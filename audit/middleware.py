@@ -21,6 +21,7 @@ from audit import actions
 from audit.models import ActorKind
 from audit.redaction import Redactor
 from audit.services import audit_request
+from pipeline_project.lib import logs
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +43,21 @@ class AuditMiddleware:
         audited = settings.AUDIT_API_REQUESTS and request.path_info.startswith("/api/")
         raw = _body(request) if audited else b""
         started = time.monotonic()
-        response = self.get_response(request)
+        # On every log line of the request, until its response is closed: Django logs a 4xx or
+        # 5xx answer after the middleware returns, and the audit record is made at the close.
+        token = logs.request_id.set(request_id)
+        try:
+            response = self.get_response(request)
+        except BaseException:
+            logs.unbind(logs.request_id, token)
+            raise
         response["X-Request-ID"] = request_id
         if audited:
             duration_ms = int((time.monotonic() - started) * 1000)
             # Recorded when the server closes the response, once the client has it: the answer
             # never waits for its audit record. (Django runs these closers in ``response.close()``.)
             response._resource_closers.append(lambda: self.record(request, response, raw, duration_ms))
+        response._resource_closers.append(lambda: logs.unbind(logs.request_id, token))
         return response
 
     def record(self, request, response, raw: bytes, duration_ms: int) -> None:

@@ -1,6 +1,7 @@
 """What jobs announce (``pipeline_project.lib.events``): ``job.created`` and every status change a
 subscriber can act on, each carrying the job as ``GET /jobs/{id}`` shows it after the change; and
-the system actions the audit trail records (``job.worker_lost``, ``job.results_expired``).
+the system actions the audit trail records (``job.worker_lost``, ``job.results_expired``,
+``job.uploads_deleted``, ``job.orphan_uploads_deleted``).
 A job's own ``webhook_url`` is told of its events. Called by ``jobs.services`` inside the
 transaction of the change; the jobs are read (and rendered) only if someone listens."""
 
@@ -40,6 +41,29 @@ def results_expired(job_ids_by_organization: dict) -> None:
         )  # fmt: skip
         for organization_id, job_ids in job_ids_by_organization.items()
     )
+
+
+def uploads_deleted(job_ids_by_organization: dict, *, files: dict) -> None:
+    """Jobs' stored inputs deleted past UPLOAD_RETENTION, with how many ``files`` each
+    organization's jobs let go of (a system action, for the audit trail)."""
+    announce(
+        Event(
+            type="job.uploads_deleted",
+            organization_id=organization_id,
+            details={
+                "count": len(job_ids),
+                "jobs": [str(job_id) for job_id in job_ids[:100]],
+                "files": files[organization_id],
+            },
+        )
+        for organization_id, job_ids in job_ids_by_organization.items()
+    )
+
+
+def orphan_uploads_deleted(names: list[str]) -> None:
+    """Stored uploads no job refers to, deleted (a system action of no organization)."""
+    announce([Event(type="job.orphan_uploads_deleted", organization_id=None,
+                    details={"count": len(names), "files": names[:100]})])  # fmt: skip
 
 
 def created(jobs: Iterable[Job]) -> Announcement:

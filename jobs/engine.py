@@ -44,6 +44,7 @@ from jobs.services import (
     job_input_fetched,
     job_progress,
 )
+from pipeline_project import metrics
 from pipeline_project.lib.storage import display_name, local_path, upload_path
 from pipelines.detection import HEAD_SIZE, detect
 from pipelines.fetch import fetch
@@ -86,15 +87,18 @@ def job_process(job_id, *, worker: str | None = None) -> str | None:
         logger.info("job %s: nothing to claim (not queued)", job_id)
         return None
     job, files = claimed
+    started = time.monotonic()
     try:
         try:
-            return _execute(job, files)
+            status = _execute(job, files)
         except CancelRequested:
             job_finish_cancelled(job)
-            return JobStatus.CANCELLED
+            status = JobStatus.CANCELLED
     except ClaimLost as lost:
         logger.warning("%s; this attempt stops without writing", lost)
         return None
+    metrics.job_duration(time.monotonic() - started)
+    return status
 
 
 def job_stopped(job_id) -> None:
@@ -159,9 +163,11 @@ def _fetch_input(job: Job, spec: dict, progress: "_Progress") -> JobFile:
             _stopped(job)
 
     max_bytes, timeout = fetch_limits(spec["params"])
+    began = time.monotonic()
     download = with_retries(
         "fetch", spec["retry"], lambda: fetch(job.source_uri, max_bytes=max_bytes, timeout=timeout, check=check)
     )
+    metrics.stage_duration("fetch", time.monotonic() - began)
     with download.file:
         head = download.file.read(HEAD_SIZE)
         download.file.seek(0)
@@ -195,8 +201,10 @@ def _run(job: Job, stages: list[dict], files: list[JobFile], progress: "_Progres
                 document = Document(path=path, file_name=job_file.original_name, size=job_file.size)
                 result = _parse(job, stages, document, progress, done_before=base)
         except StageError as error:
+            metrics.stage_durations(error.record)  # the stages that succeeded before it
             _file_ended(job_file, FileStatus.FAILED, error.record, error=error.message)
             raise
+        metrics.stage_durations(result.record)
         _file_ended(job_file, FileStatus.COMPLETED, result.record)
         documents.append(({"file_id": str(job_file.id), "name": job_file.original_name}, result.outputs))
     return documents

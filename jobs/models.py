@@ -98,6 +98,7 @@ class Job(models.Model):
             models.Index(fields=["organization", "-created_at", "-id"], name="job_org_created"),
             models.Index(fields=["organization", "status", "-created_at", "-id"], name="job_org_status_created"),
             models.Index(fields=["status", "priority", "created_at"], name="job_polling"),
+            models.Index(fields=["-created_at", "-id"], name="job_created"),  # staff's list of every organization
         ]
         constraints = [
             models.UniqueConstraint(
@@ -166,11 +167,20 @@ class JobFile(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)
+    storage_deleted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When this file let go of its stored object, UPLOAD_RETENTION after its job ended "
+        "(cleanup_uploads; the object goes once no file holds it). Its job cannot be retried then.",
+    )
 
     class Meta:
         db_table = "job_files"
         ordering = ["created_at", "id"]
-        indexes = [models.Index(fields=["sha256"], name="job_file_sha256")]  # the content-hash result cache
+        indexes = [
+            models.Index(fields=["sha256"], name="job_file_sha256"),  # the content-hash result cache
+            models.Index(fields=["storage_name"], name="job_file_storage_name"),  # who holds a stored object
+        ]
 
     def __str__(self) -> str:
         return self.original_name

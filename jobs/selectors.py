@@ -3,7 +3,8 @@ from datetime import timedelta
 from django.conf import settings
 from django.core.files.storage import default_storage
 from django.db.models import CharField, Count, Exists, OuterRef, Prefetch, Q, QuerySet, TextField
-from django.db.models.functions import Cast
+from django.db.models.fields.json import KT
+from django.db.models.functions import Cast, TruncHour
 from django.utils import timezone
 from rq import Queue, Worker
 from rq.registry import FailedJobRegistry, StartedJobRegistry
@@ -172,3 +173,96 @@ def job_result_text(result: JobResult) -> str:
         return result.extracted_text
     with default_storage.open(result.output_uri, "rb") as stored:
         return stored.read().decode()
+
+
+# --- The staff dashboard (pipeline_project/dashboard.py) ---------------------------------------
+# Every read is bounded by time over the polling index (status, priority, created_at): PostgreSQL's
+# index condition is the statuses and a created_at range (checked with EXPLAIN), so a read costs the
+# window's jobs, not the table's. There is no index on completed_at: a job that ended in the window
+# is counted if it was also created at most ``FINISHED_HORIZON`` before the window opened (one that
+# waited longer is an incident the queue depths and the oldest queued age show anyway).
+
+ACTIVE_STATUSES = (JobStatus.DRAFT, JobStatus.QUEUED, JobStatus.PROCESSING, JobStatus.CANCELLING)
+ENDED_STATUSES = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
+FINISHED_HORIZON = timedelta(days=1)
+
+
+def jobs_finished_since(since, statuses=ENDED_STATUSES) -> QuerySet[Job]:
+    """Jobs of any organization that ended (``statuses``) since ``since``."""
+    return Job.objects.filter(
+        status__in=statuses,
+        priority__in=Priority.values,  # spelled out: lets the planner use the index's second column
+        created_at__gte=since - FINISHED_HORIZON,
+        completed_at__gte=since,
+    ).order_by()
+
+
+def dashboard_counts(*, since) -> dict[str, int]:
+    """Jobs by status (every status a key): those in flight now, whenever they were created, and
+    those that ended since ``since``. Two grouped counts."""
+    counts = dict.fromkeys(JobStatus.values, 0)
+    active = Job.objects.filter(status__in=ACTIVE_STATUSES).order_by().values_list("status").annotate(n=Count("pk"))
+    ended = jobs_finished_since(since).values_list("status").annotate(n=Count("pk"))
+    counts.update(active)
+    counts.update(ended)
+    return counts
+
+
+def hourly_outcomes(*, since, until=None) -> list[dict]:
+    """Jobs completed and failed per hour (UTC, by when they ended) from the hour of ``since`` to
+    the hour of ``until`` (now), oldest first, hours without any included:
+    ``[{"hour": datetime, "completed": n, "failed": n}, ...]``. One grouped query."""
+    until = until or timezone.now()
+    start = since.replace(minute=0, second=0, microsecond=0)
+    rows = (
+        jobs_finished_since(since, (JobStatus.COMPLETED, JobStatus.FAILED))
+        .annotate(hour=TruncHour("completed_at"))
+        .values_list("hour", "status")
+        .annotate(n=Count("pk"))
+    )
+    counts = {(hour, status): n for hour, status, n in rows}
+    hours = int((until - start).total_seconds() // 3600) + 1
+    outcomes = []
+    for index in range(hours):
+        hour = start + timedelta(hours=index)
+        outcomes.append({"hour": hour, **{status: counts.get((hour, status), 0) for status in FINISHED}})
+    return outcomes
+
+
+def failing_pipelines(*, since, limit: int = 5) -> list[dict]:
+    """The pipeline versions with the most failed jobs since ``since``, with their completed jobs
+    for the failure rate: ``[{"pipeline_id", "pipeline_version_id", "name", "version", "failed", "finished"}]``."""
+    failed = Count("pk", filter=Q(status=JobStatus.FAILED))
+    rows = (
+        jobs_finished_since(since, FINISHED)
+        .values("pipeline_id", "pipeline_version_id", "pipeline__name", "pipeline_version__version")
+        .annotate(failed=failed, finished=Count("pk"))
+        .filter(failed__gt=0)
+        .order_by("-failed", "pipeline__name", "pipeline_version__version")[:limit]
+    )
+    return [
+        {"pipeline_id": row["pipeline_id"], "pipeline_version_id": row["pipeline_version_id"],
+         "name": row["pipeline__name"], "version": row["pipeline_version__version"], "failed": row["failed"],
+         "finished": row["finished"]}
+        for row in rows
+    ]  # fmt: skip
+
+
+def failing_stages(*, since, limit: int = 5) -> list[dict]:
+    """The stages jobs failed in most since ``since`` (the stage is in the job's ``error``), each
+    with its error codes, most frequent first: ``[{"stage", "failed", "codes": [(code, n), ...]}]``
+    (``stage`` None: the job failed outside any stage, e.g. its worker was lost before it began)."""
+    rows = (
+        jobs_finished_since(since, (JobStatus.FAILED,))
+        .annotate(stage=KT("error__stage"), code=KT("error__code"))
+        .values_list("stage", "code")
+        .annotate(n=Count("pk"))
+        .order_by("-n")[:200]  # (stage, code) pairs: a few dozen in practice
+    )
+    stages: dict = {}
+    for stage, code, n in rows:
+        entry = stages.setdefault(stage, {"stage": stage, "failed": 0, "codes": []})
+        entry["failed"] += n
+        entry["codes"].append((code, n))
+    ranked = sorted(stages.values(), key=lambda entry: (-entry["failed"], entry["stage"] is None, entry["stage"] or ""))
+    return ranked[:limit]

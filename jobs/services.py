@@ -6,11 +6,13 @@ are written then) in its transaction, once its writes are done. RQ is told after
 
 import copy
 import hashlib
+import itertools
 import json
 import logging
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from datetime import timedelta
 
 from django.conf import settings
@@ -18,7 +20,7 @@ from django.core.files.base import ContentFile, File
 from django.core.files.storage import default_storage
 from django.core.files.uploadedfile import UploadedFile
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, F, Value, When
+from django.db.models import Case, Exists, F, OuterRef, Q, Value, When
 from django.utils import timezone
 
 from accounts.principal import Principal
@@ -35,6 +37,7 @@ from jobs.models import (
     SourceType,
 )
 from jobs.uploads import Upload, inspect
+from pipeline_project import metrics
 from pipeline_project.lib import sql
 from pipeline_project.lib.batches import in_locked_batches
 from pipeline_project.lib.errors import ConflictError, InvalidStateError, NotFoundError
@@ -76,6 +79,8 @@ def transition_locked(job: Job, to: str, actor: str, message: str = "", **change
         fields.append("completed_at")
     job.save(update_fields=fields)
     JobEvent.objects.create(job=job, from_status=previous, to_status=to, actor=actor, message=message)
+    if to in TERMINAL_STATUSES:
+        metrics.job_finished(to)  # counted once the transaction commits
     return job
 
 
@@ -164,6 +169,7 @@ def job_create(
                 return existing, False
         raise
     _enqueue_queued([job])
+    metrics.jobs_created([job])
     return job, True
 
 
@@ -247,6 +253,7 @@ def _announce_all(jobs: list[Job], *, actor: str, message: str, cached: Pipeline
         JobEvent.objects.bulk_create(events)
     announcements.created(jobs).record()
     _enqueue_queued(jobs)
+    metrics.jobs_created(jobs)  # counted once the transaction commits
 
 
 def _enqueue_queued(jobs: list[Job]) -> None:
@@ -411,8 +418,10 @@ def job_cancel(*, job: Job, actor: str) -> Job:
 def job_retry(*, job: Job, principal: Principal, overrides: dict, actor: str | None = None) -> Job:
     """A new queued job with the same source, files and configuration (``overrides`` applied:
     priority, mode, metadata, pipeline_id, None meaning the default pipeline), linked to the
-    original. Only failed or cancelled jobs. ``actor`` names who asked in the timeline when it is
-    not the principal (staff in the admin)."""
+    original. Only failed or cancelled jobs, whose stored inputs are still there (409
+    ``inputs_deleted`` once ``cleanup_uploads`` took them, UPLOAD_RETENTION after the job ended: its
+    files are read under the job's row lock, which the cleanup takes too). ``actor`` names who asked
+    in the timeline when it is not the principal (staff in the admin)."""
     with transaction.atomic():
         # An unknown pipeline_id answers 404 whatever the job's state, as on creation.
         version = (
@@ -428,6 +437,8 @@ def job_retry(*, job: Job, principal: Principal, overrides: dict, actor: str | N
                 f"Only failed or cancelled jobs can be retried; this one is {original.status}.",
                 details={"status": original.status},
             )
+        files = list(original.files.all())
+        _ensure_inputs_kept(files)
         retry = _new_job(
             principal,
             status=JobStatus.QUEUED,
@@ -453,10 +464,23 @@ def job_retry(*, job: Job, principal: Principal, overrides: dict, actor: str | N
                 mime_type=file.mime_type,
                 sha256=file.sha256,
             )
-            for file in original.files.all()
+            for file in files
         )
         _announce(retry, actor=actor or principal.actor, message=f"retry of {original.id}")
     return retry
+
+
+def _ensure_inputs_kept(files: list[JobFile]) -> None:
+    """409 ``inputs_deleted`` if any of a job's files let go of its stored object (``cleanup_uploads``)."""
+    deleted = [file.storage_deleted_at for file in files if file.storage_deleted_at is not None]
+    if deleted:
+        days = settings.UPLOAD_RETENTION / 86400
+        raise ConflictError(
+            f"This job's stored input files were deleted {days:g} days after it ended (UPLOAD_RETENTION), so it "
+            "cannot be retried; submit the documents again as a new job.",
+            code="inputs_deleted",
+            details={"deleted_at": min(deleted).isoformat()},
+        )
 
 
 def jobs_from_uploads(
@@ -563,6 +587,165 @@ def job_results_expire(*, dry_run: bool = False, batch_size: int = 500, progress
     return in_locked_batches(job_results_expirable(now=cutoff).order_by("expires_at"),
                              ["job_id", "output_uri", "job__organization_id"], expire,
                              batch_size=batch_size, progress=progress)  # fmt: skip
+
+
+# --- Stored uploads past UPLOAD_RETENTION (cleanup_uploads) ------------------------------------
+# A job's input files are kept while anything may still need them: until UPLOAD_RETENTION after it
+# ended failed or cancelled (it may be retried), or after its result expired (completed). Retries
+# share stored objects with their original (``job_retry``), so a file only *lets go* of its object
+# (``storage_deleted_at``); the object is deleted once no file holds it any more. Order: the rows
+# are marked and committed first, the objects deleted after: a crash in between leaves objects
+# no file holds, which the orphan sweep below deletes on a later run. Never the other way round:
+# a row pointing at a deleted object would make a job that fails later.
+
+UPLOADS_PREFIX = "uploads"  # pipeline_project.lib.storage.upload_path; results/ is left alone
+ORPHAN_GRACE = timedelta(days=1)  # an upload's object is stored just before its row commits
+_LOOKUP_CHUNK = 1000  # names per IN (...) lookup
+
+
+@dataclass
+class UploadsCleanup:
+    jobs: int = 0  # jobs whose files let go of their stored inputs
+    files: int = 0  # stored objects of those jobs deleted (shared ones count once)
+    orphans: int = 0  # stored objects no file refers to, deleted
+
+
+def _inputs_expired(cutoff, prefix: str = "") -> Q:
+    """Jobs whose inputs nothing needs: ended before ``cutoff`` failed or cancelled, or completed
+    with their result expired (deleted)."""
+    return Q(**{f"{prefix}completed_at__lt": cutoff}) & (
+        Q(**{f"{prefix}status__in": (JobStatus.FAILED, JobStatus.CANCELLED)})
+        | Q(**{f"{prefix}status": JobStatus.COMPLETED, f"{prefix}result__isnull": True})
+    )
+
+
+def _inputs_needed(cutoff, prefix: str = "") -> Q:
+    """The other jobs (``_inputs_expired``'s complement): drafts, queued and running ones, those
+    ended since ``cutoff``, completed ones with a result."""
+    return (
+        ~Q(**{f"{prefix}status__in": TERMINAL_STATUSES})
+        | Q(**{f"{prefix}completed_at__isnull": True})
+        | Q(**{f"{prefix}completed_at__gte": cutoff})
+        | Q(**{f"{prefix}status": JobStatus.COMPLETED, f"{prefix}result__isnull": False})
+    )
+
+
+def _unneeded_files(cutoff):
+    """Files still holding a stored object that no job needing its inputs holds too."""
+    needed = JobFile.objects.filter(_inputs_needed(cutoff, "job__"), storage_name=OuterRef("storage_name"))
+    return JobFile.objects.filter(storage_deleted_at__isnull=True).filter(~Exists(needed))
+
+
+def job_uploads_expired(*, now=None):
+    """Jobs past UPLOAD_RETENTION with stored inputs to delete (``job_uploads_delete``)."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=settings.UPLOAD_RETENTION)
+    return Job.objects.filter(_inputs_expired(cutoff), Exists(_unneeded_files(cutoff).filter(job_id=OuterRef("pk"))))
+
+
+def job_uploads_delete(*, dry_run: bool = False, batch_size: int = 200, progress=None) -> UploadsCleanup:
+    """Deletes the stored inputs of jobs past UPLOAD_RETENTION (``_inputs_expired``) that no other
+    job shares, then the stored uploads no file refers to, older than ``ORPHAN_GRACE``. Jobs are
+    claimed ``batch_size`` at a time (``FOR UPDATE SKIP LOCKED``: two runs at once never take the
+    same job, and ``job_retry`` of a job being cleaned waits, then answers 409 ``inputs_deleted``);
+    each batch is announced per organization (``job.uploads_deleted``), the orphans once per run
+    (``job.orphan_uploads_deleted``). With ``dry_run``, says how many it would, changing nothing.
+    Idempotent: files let go are marked (``storage_deleted_at``). ``progress(n)`` after each batch."""
+    now = timezone.now()
+    cutoff = now - timedelta(seconds=settings.UPLOAD_RETENTION)
+    outcome = UploadsCleanup()
+    if dry_run:
+        outcome.jobs = job_uploads_expired(now=now).count()
+        expired = _unneeded_files(cutoff).filter(_inputs_expired(cutoff, "job__"))
+        outcome.files = expired.values("storage_name").distinct().count()
+        outcome.orphans = sum(len(names) for names in _orphans(now - ORPHAN_GRACE, batch_size, prune=False))
+        return outcome
+
+    def release(batch: list[tuple]) -> None:
+        organization_of = dict(batch)
+        # Read now, under the jobs' locks (a retry of one of them committed meanwhile holds its objects).
+        files = list(_unneeded_files(cutoff).filter(job_id__in=list(organization_of))
+                     .values_list("pk", "job_id", "storage_name"))  # fmt: skip
+        for pks in _chunks([pk for pk, _, _ in files], _LOOKUP_CHUNK):
+            JobFile.objects.filter(pk__in=pks).update(storage_deleted_at=now)
+        jobs, files_of = {}, {}
+        for _, job_id, _ in files:
+            organization_id = organization_of[job_id]
+            jobs.setdefault(organization_id, {})[job_id] = None
+            files_of[organization_id] = files_of.get(organization_id, 0) + 1
+        announcements.uploads_deleted({organization_id: list(ids) for organization_id, ids in jobs.items()},
+                                      files=files_of)  # fmt: skip
+        outcome.jobs += sum(len(ids) for ids in jobs.values())
+        names = sorted({name for _, _, name in files})
+        transaction.on_commit(lambda: setattr(outcome, "files", outcome.files + _delete_unheld(names)))
+
+    in_locked_batches(job_uploads_expired(now=now).order_by(), ["pk", "organization_id"], release,
+                      batch_size=batch_size, progress=progress)  # fmt: skip
+    orphans = []
+    for names in _orphans(now - ORPHAN_GRACE, batch_size, prune=True):
+        _delete_stored(names)
+        orphans.extend(names)
+    if orphans:
+        with transaction.atomic():
+            announcements.orphan_uploads_deleted(orphans)
+    outcome.orphans = len(orphans)
+    return outcome
+
+
+def _delete_unheld(names: list[str]) -> int:
+    """Deletes the stored objects among ``names`` that no file holds any more; returns how many."""
+    count = 0
+    for chunk in _chunks(names, _LOOKUP_CHUNK):
+        held = set(JobFile.objects.filter(storage_name__in=chunk, storage_deleted_at__isnull=True)
+                   .values_list("storage_name", flat=True))  # fmt: skip
+        unheld = [name for name in chunk if name not in held]
+        _delete_stored(unheld)
+        count += len(unheld)
+    return count
+
+
+def _orphans(older_than, batch_size: int, *, prune: bool) -> Iterator[list[str]]:
+    """The stored uploads no file holds, last written before ``older_than``, a batch at a time (the
+    storage is walked directory by directory; its names are looked up ``batch_size`` at a time).
+    With ``prune``, the empty upload directories older than that are removed on the way."""
+    for chunk in _chunks(_walk(UPLOADS_PREFIX, older_than if prune else None), batch_size):
+        held = set(JobFile.objects.filter(storage_name__in=chunk, storage_deleted_at__isnull=True)
+                   .values_list("storage_name", flat=True))  # fmt: skip
+        names = [name for name in chunk if name not in held and _written_before(name, older_than)]
+        if names:
+            yield names
+
+
+def _walk(directory: str, prune_before=None, depth: int = 0) -> Iterator[str]:
+    """The names of the stored files under ``directory``, depth first. With ``prune_before``, empty
+    directories below ``uploads/<organization>/`` last changed before it are removed (local disk:
+    object stores list no empty directories)."""
+    try:
+        directories, files = default_storage.listdir(directory)
+    except FileNotFoundError:  # none yet, or removed by another run meanwhile
+        return
+    for name in files:
+        yield f"{directory}/{name}"
+    for name in directories:
+        yield from _walk(f"{directory}/{name}", prune_before, depth + 1)
+    if prune_before is not None and depth >= 2 and not files and not directories:
+        if _written_before(directory, prune_before):
+            try:
+                default_storage.delete(directory)
+            except OSError:  # not empty any more
+                pass
+
+
+def _written_before(name: str, moment) -> bool:
+    try:
+        return default_storage.get_modified_time(name) < moment
+    except (FileNotFoundError, NotImplementedError):
+        return False
+
+
+def _chunks(items, size: int) -> Iterator[list]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
 # --- The worker's writes ---------------------------------------------------------------------
@@ -687,6 +870,8 @@ def _finish(job: Job, to: str, message: str, *, status: str = JobStatus.PROCESSI
     if not _claimed(job, status).update(status=to, updated_at=now, locked_by="", **terminal, **changes):
         raise _lost(job)
     JobEvent.objects.create(job_id=job.pk, from_status=status, to_status=to, actor=SYSTEM, message=message)
+    if terminal:
+        metrics.job_finished(to)  # counted once the transaction commits
 
 
 def _save_files(files: list[JobFile]) -> None:

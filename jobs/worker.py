@@ -11,27 +11,37 @@ documents, a crash, or above ``WORKER_CHILD_MAX_MEMORY``.
 RQ's stop-job command (sent when a processing job is cancelled) kills the parser child of
 that job; the engine then finishes the cancellation. RQ's job timeout raises in this process
 and the pool kills the child. Stock RQ workers still run the same jobs (in process, unisolated).
+
+Every log line of a job's run, RQ's own ("Job OK") and the parser child's included, carries its
+job id (``pipeline_project.lib.logs``).
 """
 
+import dataclasses
 import logging
 
 from django.conf import settings
 from rq import SimpleWorker
 
 from jobs import engine
+from pipeline_project import metrics
+from pipeline_project.lib import logs
 from pipelines import runner
 from pipelines.isolation import ParserPool
+from pipelines.runner import Document
 
 logger = logging.getLogger(__name__)
+
+RUN_JOB = "jobs.tasks.run_job"  # its RQ job id is our job id
 
 
 class Worker(SimpleWorker):
     parsers: ParserPool | None = None
+    log_result_lifespan = False  # no "result is kept for 500 seconds" line after every job
 
     def work(self, *args, **kwargs):
         runner.warm()  # before the first child is forked: every child starts warm
-        self.parsers = ParserPool(max_tasks=settings.WORKER_CHILD_MAX_TASKS,
-                                  max_memory=settings.WORKER_CHILD_MAX_MEMORY)  # fmt: skip
+        self.parsers = _Parsers(max_tasks=settings.WORKER_CHILD_MAX_TASKS,
+                                max_memory=settings.WORKER_CHILD_MAX_MEMORY)  # fmt: skip
         self.parsers.warm()
         engine.use_parser_pool(self.parsers)
         try:
@@ -39,6 +49,7 @@ class Worker(SimpleWorker):
         finally:
             engine.use_parser_pool(None)
             self.parsers.close()
+            metrics.process_exiting()  # the worker process ends when this returns
 
     def kill_horse(self, sig=None):
         """RQ's stop-job (it sets ``_stopped_job_id``, then calls this from its pubsub thread):
@@ -48,8 +59,29 @@ class Worker(SimpleWorker):
         if job_id and self.parsers is not None:
             self.parsers.stop(job_id)
 
+    def execute_job(self, job, queue):
+        with logs.bound(logs.job_id, job.id if job.func_name == RUN_JOB else None):
+            return super().execute_job(job, queue)
+
     def perform_job(self, job, queue, execution) -> bool:
         try:
             return super().perform_job(job, queue, execution)
         finally:
             self._stopped_job_id = None  # handled by the engine: never a failure here
+
+
+class _Parsers(ParserPool):
+    """Hands each document to the parser child with the id of its job (``key``), for the child's
+    log lines: the child is forked once and serves many jobs."""
+
+    def run(self, stages, document, *, key, **kwargs):
+        return super().run(stages, _JobDocument(**vars(document), job_id=key), key=key, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class _JobDocument(Document):
+    job_id: str = ""
+
+    def context(self):  # called in the child as the document's stages begin (``runner.run_document``)
+        logs.job_id.set(self.job_id or None)
+        return super().context()

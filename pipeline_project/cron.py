@@ -5,7 +5,7 @@ from rq import cron
 
 from accounts.tasks import expire_api_keys
 from audit.tasks import write_queued_records
-from jobs.tasks import expire_results, recover_jobs
+from jobs.tasks import cleanup_uploads, expire_results, recover_jobs
 from webhooks.tasks import prune_deliveries, recover_deliveries
 
 cron.register(recover_jobs, "high", interval=10, job_timeout=300, name="recover_jobs")
@@ -14,3 +14,5 @@ cron.register(write_queued_records, "high", interval=10, job_timeout=300, name="
 cron.register(expire_results, "low", interval=3600, job_timeout=3600, name="expire_results")
 cron.register(expire_api_keys, "low", interval=300, job_timeout=300, name="expire_api_keys")
 cron.register(prune_deliveries, "low", interval=86400, job_timeout=3600, name="prune_webhook_deliveries")
+# Stored inputs past UPLOAD_RETENTION and orphan uploads: daily (manage.py cleanup_uploads).
+cron.register(cleanup_uploads, "low", interval=86400, job_timeout=3600, name="cleanup_uploads")

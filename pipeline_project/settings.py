@@ -5,12 +5,15 @@ stop start-up with ``ImproperlyConfigured`` naming the variable.
 """
 
 import ipaddress
+import os
+import socket
 from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.utils import get_random_secret_key
+from prometheus_client import values as prometheus_values
 
 from pipeline_project.lib.env import (
     env_bool,
@@ -69,6 +72,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",  # Swagger UI and Redoc served from here, not a CDN
     "django_rq",
+    "django_prometheus",
     "accounts",
     "pipelines",
     "jobs",
@@ -77,6 +81,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",  # first: times everything below
     "django.middleware.security.SecurityMiddleware",
     "audit.middleware.AuditMiddleware",  # sees every answer below it
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -88,6 +93,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",  # last: sees the view's answer
 ]
 
 ROOT_URLCONF = "pipeline_project.urls"
@@ -136,6 +142,9 @@ else:
     raise ImproperlyConfigured(
         f"Environment variable DATABASE_URL={DATABASE_URL!r} is invalid: only postgres:// and sqlite:// are supported."
     )
+# django-prometheus's subclasses of the same backends count statements, their durations and errors
+# (/metrics; the psycopg cursor class chosen above, server-side binding or not, is kept).
+_db["ENGINE"] = _db["ENGINE"].replace("django.db.backends.", "django_prometheus.db.backends.")
 DATABASES = {"default": _db}
 
 # --- Redis, RQ and cache -----------------------------------------------------
@@ -144,6 +153,24 @@ RQ_QUEUE_NAMES = ("high", "default", "low", "webhooks")
 RQ_DEFAULT_TIMEOUT = env_seconds("RQ_DEFAULT_TIMEOUT", 600)
 RQ_QUEUES = {name: {"URL": REDIS_URL, "DEFAULT_TIMEOUT": RQ_DEFAULT_TIMEOUT} for name in RQ_QUEUE_NAMES}
 RQ = {"COMMIT_MODE": "on_db_commit"}
+RQ_SHOW_ADMIN_LINK = False  # django-rq's pages are linked from our dashboard (/admin/rq/), not listed twice
+
+# --- Metrics ----------------------------------------------------------------------
+# GET /metrics (pipeline_project/metrics.py): django-prometheus's request and database metrics and ours.
+# Every process (web, RQ workers, commands) keeps its counters and histograms in files of its own in
+# PROMETHEUS_MULTIPROC_DIR, which /metrics adds up (prometheus_client's multiprocess mode): web and
+# workers must share it (one machine, or one volume of one Docker host); empty it only while none runs.
+# Exported here, before any metric exists, for prometheus_client and for child processes.
+PROMETHEUS_MULTIPROC_DIR = Path(env_str("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "metrics")))
+PROMETHEUS_MULTIPROC_DIR.mkdir(parents=True, exist_ok=True)
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(PROMETHEUS_MULTIPROC_DIR)
+# A process's files are named after its host and pid (prometheus_client's default, the pid alone,
+# collides between containers sharing the directory: each has its own pids).
+METRICS_PROCESS_PREFIX = socket.gethostname().replace("_", "-")
+prometheus_values.ValueClass = prometheus_values.MultiProcessValue(lambda: f"{METRICS_PROCESS_PREFIX}-{os.getpid()}")
+# When set, /metrics answers only `Authorization: Bearer <METRICS_TOKEN>` (401 otherwise). Unset, it is
+# open: restrict it at the proxy.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 
 CACHES = {
     "default": {
@@ -201,6 +228,9 @@ FETCH_MAX_SIZE = env_bytes("FETCH_MAX_SIZE", 100 * 1024 * 1024)
 FETCH_TIMEOUT = env_seconds("FETCH_TIMEOUT", 30)
 RESULT_INLINE_MAX_SIZE = env_bytes("RESULT_INLINE_MAX_SIZE", 1024 * 1024)  # larger texts go to storage
 RESULT_RETENTION = env_seconds("RESULT_RETENTION", 30 * 86400)  # results expire after this
+# Stored inputs of jobs ended this long ago (failed, cancelled, or completed with an expired result)
+# are deleted by cleanup_uploads (daily from the scheduler); such a job can no longer be retried.
+UPLOAD_RETENTION = env_seconds("UPLOAD_RETENTION", 7 * 86400)
 JOB_HEARTBEAT_TIMEOUT = env_seconds("JOB_HEARTBEAT_TIMEOUT", 30)  # a processing job silent this long is requeued
 # Webhooks: each attempt's timeout; the delays before each attempt (seconds, jitter added), after
 # which a delivery fails; a subscription failing without a success this long is disabled; a rotated
@@ -317,14 +347,31 @@ USE_I18N = True
 USE_TZ = True
 
 # --- Logging ----------------------------------------------------------------
+# Web and workers log to stderr; every line carries the request id and the job id it concerns
+# (pipeline_project/lib/logs.py). LOG_FORMAT=json: one JSON object per line, for log shippers.
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
     raise ImproperlyConfigured(f"Environment variable LOG_LEVEL={LOG_LEVEL!r} is invalid: expected DEBUG..CRITICAL.")
+LOG_FORMAT = env_str("LOG_FORMAT", "plain").lower()
+if LOG_FORMAT not in {"plain", "json"}:
+    raise ImproperlyConfigured(f"Environment variable LOG_FORMAT={LOG_FORMAT!r} is invalid: expected plain or json.")
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {"context": {"()": "pipeline_project.lib.logs.ContextFilter"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s%(context)s %(message)s"},
+        "json": {"()": "pipeline_project.lib.logs.JsonFormatter"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": LOG_FORMAT, "filters": ["context"]},
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
-    "loggers": {"django.db.backends": {"level": "INFO"}},
+    "loggers": {
+        # Django's own handlers (a second console copy under DEBUG, runserver's request lines)
+        # give way to the root's: one line per record, in LOG_FORMAT.
+        "django": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        "django.server": {"handlers": [], "level": LOG_LEVEL, "propagate": True},
+        "django.db.backends": {"level": "INFO"},
+    },
 }

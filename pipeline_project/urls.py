@@ -3,12 +3,13 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts import admin_login
-from pipeline_project import health
+from pipeline_project import dashboard, health, metrics
 from pipeline_project.lib.renderers import FormatParameterNegotiation
 
 urlpatterns = [
     path("health", health.liveness, name="health"),
     path("health/ready", health.readiness, name="health-ready"),
+    path("metrics", metrics.metrics_view, name="metrics"),  # Prometheus (pipeline_project/metrics.py)
     path("api/v1/", include("pipeline_project.api_urls")),
     path(
         "api/schema/", SpectacularAPIView.as_view(content_negotiation_class=FormatParameterNegotiation), name="schema"
@@ -16,6 +17,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="swagger-ui"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/login/", admin_login.login),  # throttled like the API login (accounts/admin_login.py)
+    path("admin/dashboard/", admin.site.admin_view(dashboard.dashboard_view), name="admin-dashboard"),
+    path("admin/rq/", include("django_rq.urls")),  # django-rq's queue pages (staff only)
     path("admin/", admin.site.urls),
 ]
 

@@ -30,18 +30,24 @@ def pipeline_create(*, organization: Organization, name: str, config: dict, desc
     return pipeline
 
 
+def pipeline_update_check(*, pipeline: Pipeline, changes: dict) -> None:
+    """Raises the ``ConflictError`` that ``pipeline_update`` would for ``changes`` (validated), so a
+    form can show it before saving; ``pipeline_update`` checks again under its lock."""
+    if changes.get("is_active") is False and pipeline.name == DEFAULT_NAME:
+        raise ConflictError("The default pipeline cannot be deactivated.", code="default_pipeline")
+    if "name" in changes and changes["name"] != pipeline.name:
+        if pipeline.name == DEFAULT_NAME:
+            raise ConflictError("The default pipeline cannot be renamed.", code="default_pipeline")
+        if Pipeline.objects.filter(organization_id=pipeline.organization_id, name=changes["name"]).exists():
+            raise ConflictError(f"A pipeline named {changes['name']!r} exists already.", code="name_taken",
+                                details={"name": ["Already used in your organization."]})  # fmt: skip
+
+
 def pipeline_update(*, pipeline: Pipeline, changes: dict, updated_by: User | None = None) -> Pipeline:
     """Applies ``changes``; a different config makes a new version (jobs keep theirs)."""
     with transaction.atomic():
         pipeline = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
-        if changes.get("is_active") is False and pipeline.name == DEFAULT_NAME:
-            raise ConflictError("The default pipeline cannot be deactivated.", code="default_pipeline")
-        if "name" in changes and changes["name"] != pipeline.name:
-            if pipeline.name == DEFAULT_NAME:
-                raise ConflictError("The default pipeline cannot be renamed.", code="default_pipeline")
-            if Pipeline.objects.filter(organization_id=pipeline.organization_id, name=changes["name"]).exists():
-                raise ConflictError(f"A pipeline named {changes['name']!r} exists already.", code="name_taken",
-                                    details={"name": ["Already used in your organization."]})  # fmt: skip
+        pipeline_update_check(pipeline=pipeline, changes=changes)
         if "config" in changes and changes["config"] != pipeline.config:
             pipeline.version += 1
             PipelineVersion.objects.create(

@@ -7,7 +7,11 @@ permission test is one line: ``assert as_viewer.post(url, data).status_code == 4
 """
 
 import importlib
+import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
@@ -23,9 +27,21 @@ from pipeline_project.lib.throttling import reset_local_counts
 from pipelines.stages import REGISTRY
 from tests.factories import ApiKeyFactory, MembershipFactory, OrganizationFactory, UserFactory
 
+# Metrics (pipeline_project/metrics.py): this session's processes, the rqworkers it starts included (they
+# inherit the environment), count in a directory of their own, deleted at the end. Set before any metric
+# of ours is written (a process opens its files at its first one; importing our code writes none; django-rq's
+# admin writes a summary of its own at start-up, which /metrics leaves out).
+METRICS_DIR = Path(tempfile.mkdtemp(prefix="pipeline-test-metrics-"))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(METRICS_DIR)
+settings.PROMETHEUS_MULTIPROC_DIR = METRICS_DIR
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(METRICS_DIR, ignore_errors=True)
+
 
 def pytest_configure(config):
-    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+    if not settings.DATABASES["default"]["ENGINE"].endswith(".backends.postgresql"):  # django-prometheus's wrapper
         raise pytest.UsageError("The suite runs on PostgreSQL: use `make test` (it sets DATABASE_URL).")
     if urlparse(settings.REDIS_URL).path in ("", "/", "/0"):
         raise pytest.UsageError("Tests flush their Redis database: point REDIS_URL at a database other than 0.")

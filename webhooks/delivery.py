@@ -48,6 +48,7 @@ from django.db import connection, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from pipeline_project import metrics
 from pipeline_project.lib.events import Event, announce
 from pipeline_project.lib.ssrf import UnsafeURL, pinned_request
 from webhooks import queueing, signing
@@ -180,6 +181,8 @@ def _deliver(claimed: list[WebhookDelivery]) -> dict[object, str | None]:
     _release(unsent)
     statuses.update(_record_successes([(delivery, result) for delivery, result in sent if result.ok]))
     statuses.update(_record_failures([(delivery, result) for delivery, result in sent if not result.ok]))
+    unsendable = {delivery.pk for delivery in disabled}  # failed unsent: their subscription is disabled
+    metrics.webhook_deliveries("disabled" if pk in unsendable else status or "lost" for pk, status in statuses.items())
     return statuses
 
 

@@ -1,6 +1,10 @@
 """RQ entry points: thin, they call the delivery code."""
 
+import logging
+
 from django.db import close_old_connections
+
+logger = logging.getLogger(__name__)
 
 
 def deliver_due() -> int:
@@ -27,14 +31,18 @@ def deliver(delivery_id: str) -> str | None:
 
 
 def recover_deliveries() -> int:
-    """Scheduled every few seconds (pipeline_project/cron.py): kicks workers for deliveries left due too long."""
+    """Scheduled every few seconds (pipeline_project/cron.py): kicks workers for deliveries left due
+    too long. Logs a line only when it kicked some."""
     from webhooks.recovery import kick_overdue_deliveries
 
     close_old_connections()
     try:
-        return kick_overdue_deliveries()
+        kicks = kick_overdue_deliveries()
     finally:
         close_old_connections()
+    if kicks:
+        logger.info("webhook delivery recovery: %d delivery batches overdue (their kick lost), workers kicked", kicks)
+    return kicks
 
 
 def prune_deliveries() -> int:
@@ -45,6 +53,10 @@ def prune_deliveries() -> int:
 
     close_old_connections()
     try:
-        return deliveries_prune(older_than=settings.WEBHOOK_DELIVERY_RETENTION, dry_run=False, batch_size=1000)
+        count = deliveries_prune(older_than=settings.WEBHOOK_DELIVERY_RETENTION, dry_run=False, batch_size=1000)
     finally:
         close_old_connections()
+    if count:
+        logger.info("%d finished webhook deliveries older than %d days pruned", count,
+                    settings.WEBHOOK_DELIVERY_RETENTION)  # fmt: skip
+    return count

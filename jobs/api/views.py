@@ -191,7 +191,9 @@ class JobViewSet(viewsets.GenericViewSet):
         responses={
             201: JobSerializer,
             **errors(
-                not_found=f"No such job; {NO_PIPELINE}", conflict="`invalid_state`: only failed or cancelled jobs."
+                not_found=f"No such job; {NO_PIPELINE}",
+                conflict="`invalid_state`: only failed or cancelled jobs. `inputs_deleted`: the job's stored input "
+                "files were deleted UPLOAD_RETENTION after it ended; submit the documents again.",
             ),
         },
     )

@@ -48,4 +48,10 @@ results["job"] = [
     done["status"],
     by_key.get(f"/api/v1/jobs/{job['id']}/result").json()["metadata"]["files"][0]["language"]["language"],
 ]
+staff = Client()  # the back-office on SQLite: the dashboard's hourly grouping (TruncHour), the jobs list
+staff.force_login(admin)
+for url in ("/admin/dashboard/", "/admin/jobs/job/", f"/admin/jobs/job/{job['id']}/change/"):
+    page = staff.get(url)
+    assert page.status_code == 200, url
+    assert url != "/admin/dashboard/" or b'<rect class="bar-completed"' in page.content, "no bar in the chart"
 print(json.dumps(results))
