@@ -1,6 +1,10 @@
-"""RQ entry points: thin, they call the services."""
+"""RQ entry points: thin, they call the services. The periodic ones log a line only when they did something."""
+
+import logging
 
 from django.db import close_old_connections
+
+logger = logging.getLogger(__name__)
 
 
 def expire_api_keys() -> int:
@@ -9,6 +13,9 @@ def expire_api_keys() -> int:
 
     close_old_connections()
     try:
-        return api_keys_expire(dry_run=False, batch_size=500)
+        count = api_keys_expire(dry_run=False, batch_size=500)
     finally:
         close_old_connections()
+    if count:
+        logger.info("%d expired API keys revoked", count)
+    return count

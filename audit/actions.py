@@ -29,6 +29,12 @@ NAMED = {
 }
 
 
+# The first word of every action name: API routes' plurals and named routes, staff actions
+# ("admin.*") and system actions (``audit.listener``: jobs.*, webhooks.*, api_keys.*, audit.*).
+FAMILIES = sorted({plural for _, plural in RESOURCES.values()} | {action.split(".")[0] for action, _ in NAMED.values()}
+                  | {"admin"})  # fmt: skip
+
+
 def name(match: ResolverMatch | None, method: str) -> tuple[str, str, str]:
     """``(action, resource_type, resource_id)`` of a request (the id from its route, if any)."""
     if match is None:

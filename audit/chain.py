@@ -84,8 +84,9 @@ def verify(chain: str, *, batch_size: int = 2000) -> tuple[int, Break | None]:
 
 
 def _pruned_through(chain: str, seq: int) -> bool:
-    """Whether ``prune_audit_logs`` deleted the records up to ``seq`` (and recorded it in the chain)."""
-    return AuditLog.objects.filter(chain=chain, action=PRUNED, request_details__through_seq=seq).exists()
+    """Whether a prune recorded in the chain (``prune_audit_logs``) took the records up to ``seq``:
+    through it or further (a prune still deleting, or cut off mid-way, has left some of its prefix)."""
+    return AuditLog.objects.filter(chain=chain, action=PRUNED, request_details__through_seq__gte=seq).exists()
 
 
 def _records(chain: str, batch_size: int) -> Iterator[AuditLog]:

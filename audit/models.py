@@ -59,10 +59,12 @@ class AuditLog(models.Model):
         ordering = ["-timestamp", "-id"]
         constraints = [models.UniqueConstraint(fields=["chain", "seq"], name="audit_chain_seq")]
         # Few indexes: every one is written (and WAL-logged) for every API call. The list and its
-        # action, key, status and date filters walk the organization's records newest first; a
+        # action, key, status and date filters walk the organization's records newest first (the admin's
+        # list of all organizations' records walks audit_time: appended at its end, cheap to write); a
         # resource's and a user's history have their own. Pruning walks (chain, seq).
         indexes = [
             models.Index(fields=["organization", "-timestamp", "-id"], name="audit_org_time"),
+            models.Index(fields=["-timestamp", "-id"], name="audit_time"),  # staff's list of every organization
             models.Index(fields=["organization", "resource_type", "resource_id"], name="audit_org_resource"),
             models.Index(fields=["organization", "user", "-timestamp"], name="audit_org_user"),
         ]

@@ -18,7 +18,7 @@ Two ways in:
 import json
 import logging
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import lru_cache
 
 from django.conf import settings
@@ -29,7 +29,9 @@ from rq import Queue
 
 from audit import chain
 from audit.models import ActorKind, AuditChainHead, AuditLog
+from audit.selectors import audit_prunable_through
 from pipeline_project.lib import sql
+from pipeline_project.lib.batches import in_locked_batches
 from pipeline_project.lib.redis import get_redis
 
 logger = logging.getLogger(__name__)
@@ -259,3 +261,44 @@ def _ip(value: str | None) -> str | None:
         return clean_ipv6_address(value) if ":" in value else value
     except Exception:
         return None
+
+
+def audit_logs_prune(*, older_than: int, dry_run: bool = False, batch_size: int = 5000, progress=None) -> int:
+    """The only way audit records go: deletes each chain's records older than ``older_than`` days,
+    a prefix of the chain (oldest first), after recording the prune in that chain
+    (``audit.pruned``, with ``through_seq``), so the chain stays verifiable from its first
+    remaining record. Returns how many records went (with ``dry_run``: how many would, changing
+    nothing). Deletes ``batch_size`` records per transaction, claimed with ``SKIP LOCKED``: two
+    runs at once delete each record once and record the prune once (the chain head's row lock
+    orders them); a run cut off mid-way is finished by the next one. ``progress(n)`` after each
+    batch."""
+    cutoff = timezone.now() - timedelta(days=older_than)
+    total = 0
+    for key in AuditChainHead.objects.order_by("chain").values_list("chain", flat=True):
+        total += _prune_chain(key, cutoff=cutoff, older_than=older_than, dry_run=dry_run, batch_size=batch_size,
+                              progress=progress)  # fmt: skip
+    return total
+
+
+def _prune_chain(key: str, *, cutoff, older_than: int, dry_run: bool, batch_size: int, progress) -> int:
+    records = AuditLog.objects.filter(chain=key)
+    if dry_run:
+        through = audit_prunable_through(chain=key, cutoff=cutoff)
+        return 0 if through is None else records.filter(seq__lte=through).count()
+    with transaction.atomic():
+        AuditChainHead.objects.select_for_update().filter(chain=key).exists()  # writers and other prunes wait
+        through = audit_prunable_through(chain=key, cutoff=cutoff)
+        if through is None:
+            return 0
+        if not records.filter(action=chain.PRUNED, request_details__through_seq__gte=through).exists():
+            audit_record(action=chain.PRUNED, actor_kind=ActorKind.SYSTEM, username="system",
+                         organization_id=None if key == chain.NO_ORGANIZATION else key, resource_type="audit_log",
+                         request_details={"older_than_days": older_than, "cutoff": cutoff.isoformat(),
+                                          "deleted": records.filter(seq__lte=through).count(),
+                                          "through_seq": through})  # fmt: skip
+
+    def delete(batch: list[tuple]) -> None:
+        AuditLog.objects.filter(pk__in=[pk for (pk,) in batch]).delete()
+
+    return in_locked_batches(records.filter(seq__lte=through).order_by("seq"), ["pk"], delete,
+                             batch_size=batch_size, progress=progress)  # fmt: skip

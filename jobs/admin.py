@@ -9,20 +9,16 @@ Built for millions of jobs: the list never counts past ``PAGINATION_EXACT_COUNT_
 the planner's estimate), its date drill-down reads no rows, and a job's page reads a bounded slice
 of each of its histories with a link to the rest."""
 
-import calendar
 import json
-from datetime import date
 
 from django.contrib import admin
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied, ValidationError
-from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.urls import path, reverse
 from django.utils import formats, timezone
-from django.utils.functional import cached_property
 from django.utils.html import format_html, format_html_join
-from django.utils.text import capfirst
 
 from accounts.models import Membership
 from accounts.principal import Principal
@@ -31,8 +27,13 @@ from audit.models import AuditLog
 from audit.services import audit_staff_action
 from jobs import selectors, services
 from jobs.models import Job, JobEvent, JobFile, JobResult, JobStatus
-from pipeline_project.lib import pagination
-from pipeline_project.lib.admin import ReadOnlyAdmin, confirmed_action, status_badge
+from pipeline_project.lib.admin import (
+    EstimatedCountPaginator,
+    LargeTableAdmin,
+    ReadOnlyAdmin,
+    confirmed_action,
+    status_badge,
+)
 from pipeline_project.lib.errors import ApplicationError
 from pipeline_project.lib.storage import stored_text_response
 from pipelines.models import Pipeline
@@ -72,15 +73,6 @@ def staff_actor(request) -> str:
     return f"staff:{request.user.pk}"
 
 
-class EstimatedCountPaginator(Paginator):
-    """The admin list's count, as the API's: exact up to ``PAGINATION_EXACT_COUNT_LIMIT`` rows,
-    past it the planner's estimate, so that a page costs the same over millions of rows."""
-
-    @cached_property
-    def count(self) -> int:
-        return pagination.count(self.object_list)[0]
-
-
 # --- Filters ---------------------------------------------------------------------------------
 
 
@@ -104,7 +96,12 @@ class PipelineFilter(admin.SimpleListFilter):
                 for pipeline in pipelines[: self.LISTED]]  # fmt: skip
 
     def queryset(self, request, queryset):
-        return queryset.filter(pipeline_id=self.value()) if self.value() else queryset
+        if not self.value():
+            return queryset
+        try:
+            return queryset.filter(pipeline_id=Pipeline._meta.pk.to_python(self.value()))
+        except ValidationError as exc:
+            raise IncorrectLookupParameters(exc) from exc
 
 
 class FailedStageFilter(admin.SimpleListFilter):
@@ -148,19 +145,17 @@ class JobFileInline(admin.TabularInline):
 
 
 @admin.register(Job)
-class JobAdmin(ReadOnlyAdmin):
+class JobAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = ["short_id", "status_display", "priority_display", "organization", "pipeline_display",
                     "file_name", "progress_display", "created_at", "duration_display"]  # fmt: skip
     list_display_links = ["short_id"]
     list_filter = ["status", "priority", "organization", PipelineFilter, FailedStageFilter, "source_type", "created_at"]
-    search_fields = ["=id", "file_name", "organization__name", "=organization__slug"]
+    search_fields = ["file_name", "organization__name", "=organization__slug"]
+    search_by_id = True
     list_select_related = ["organization", "pipeline", "pipeline_version"]
-    sortable_by = ["status_display", "priority_display", "created_at"]
+    sortable_by = ["created_at"]  # the one order an index serves over millions of jobs
     list_per_page = 50
-    date_hierarchy = "created_at"  # drawn without reading rows: ``calendar_links`` and change_list.html
-    show_full_result_count = False  # no COUNT(*) over millions of jobs
-    show_facets = admin.ShowFacets.NEVER  # nor one per filter choice ("Show counts")
-    paginator = EstimatedCountPaginator
+    date_hierarchy = "created_at"  # drawn without reading rows (LargeTableAdmin)
     actions = ["retry_jobs", "cancel_jobs"]
     inlines = [JobFileInline]
     fieldsets = [
@@ -212,9 +207,6 @@ class JobAdmin(ReadOnlyAdmin):
         if job.completed_at is None:
             return f"running {human_duration((timezone.now() - job.started_at).total_seconds())}"
         return human_duration((job.completed_at - job.started_at).total_seconds())
-
-    def changelist_view(self, request, extra_context=None):
-        return super().changelist_view(request, {**(extra_context or {}), "calendar": calendar_links(request)})
 
     # --- A job's page ---
 
@@ -492,43 +484,3 @@ def _stage_timings(job: Job):
     if not totals:
         return ""
     return format_html_join(", ", "{}&nbsp;{}&nbsp;ms", ((name, formats.localize(ms)) for name, ms in totals.items()))
-
-
-def calendar_links(request, field: str = "created_at") -> dict:
-    """The list's date drill-down (years, months, days), as Django's ``date_hierarchy`` draws it
-    but from the calendar alone: the stock one reads the first and last dates and the distinct
-    years of the listed rows, scans over millions of jobs. Links keep the other filters."""
-    keys = [f"{field}__year", f"{field}__month", f"{field}__day"]
-    params = request.GET.copy()
-    for key in [*keys, "p"]:
-        params.pop(key, None)
-
-    def link(*parts: int) -> str:
-        query = params.copy()
-        for key, value in zip(keys, parts, strict=False):
-            query[key] = str(value)
-        return "?" + query.urlencode()
-
-    def month_title(year: int, month: int) -> str:
-        return capfirst(formats.date_format(date(year, month, 1), "YEAR_MONTH_FORMAT"))
-
-    today = timezone.localdate()
-    try:
-        year, month, day = (int(request.GET[key]) if key in request.GET else None for key in keys)
-        if year is None:
-            return {"back": None, "choices": [{"link": link(y), "title": str(y)}
-                                              for y in range(today.year - 2, today.year + 1)]}  # fmt: skip
-        if month is None:
-            last = today.month if year == today.year else 12
-            months = [{"link": link(year, m), "title": month_title(year, m)} for m in range(1, last + 1)]
-            return {"back": {"link": link(), "title": "All dates"}, "choices": months}
-        if day is None:
-            last = today.day if (year, month) == (today.year, today.month) else calendar.monthrange(year, month)[1]
-            return {"back": {"link": link(year), "title": str(year)},
-                    "choices": [{"link": link(year, month, d),
-                                 "title": formats.date_format(date(year, month, d), "MONTH_DAY_FORMAT")}
-                                for d in range(1, last + 1)]}  # fmt: skip
-        return {"back": {"link": link(year, month), "title": month_title(year, month)},
-                "choices": [{"title": formats.date_format(date(year, month, day), "MONTH_DAY_FORMAT")}]}  # fmt: skip
-    except (ValueError, OverflowError):  # the list answers these with its "?e=1" redirect
-        return {"back": None, "choices": []}

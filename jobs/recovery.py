@@ -13,6 +13,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import Count, F, Q
 from django.utils import timezone
 from redis.exceptions import RedisError
 
@@ -27,21 +28,26 @@ RECONCILE_GRACE = timedelta(seconds=30)  # leave just-queued jobs to their after
 _COUNTED_AS = {JobStatus.QUEUED: "requeued", JobStatus.FAILED: "failed", JobStatus.CANCELLED: "cancelled"}
 
 
-def reap_stale_jobs() -> dict[str, int]:
+def stale_jobs():
+    """Processing or cancelling jobs whose heartbeat is older than ``JOB_HEARTBEAT_TIMEOUT``."""
     stale_before = timezone.now() - timedelta(seconds=settings.JOB_HEARTBEAT_TIMEOUT)
+    return Job.objects.filter(status__in=(JobStatus.PROCESSING, JobStatus.CANCELLING), heartbeat_at__lt=stale_before)
+
+
+def reap_stale_jobs(*, dry_run: bool = False) -> dict[str, int]:
+    """Hands each stale job to the reaper's verdict (``job_worker_lost``); returns how many were
+    requeued, failed and cancelled (with ``dry_run``: how many would be, changing nothing)."""
+    if dry_run:
+        verdicts = stale_jobs().aggregate(
+            cancelled=Count("pk", filter=Q(status=JobStatus.CANCELLING)),
+            failed=Count("pk", filter=Q(status=JobStatus.PROCESSING, attempts__gte=F("max_attempts"))),
+            requeued=Count("pk", filter=Q(status=JobStatus.PROCESSING, attempts__lt=F("max_attempts"))),
+        )
+        return {key: verdicts[key] for key in ("requeued", "failed", "cancelled")}
     counts = {"requeued": 0, "failed": 0, "cancelled": 0}
-    candidates = Job.objects.filter(
-        status__in=(JobStatus.PROCESSING, JobStatus.CANCELLING), heartbeat_at__lt=stale_before
-    ).values_list("pk", flat=True)
-    for job_id in candidates:
+    for job_id in stale_jobs().values_list("pk", flat=True):
         with transaction.atomic():
-            job = (
-                Job.objects.select_for_update(skip_locked=True)
-                .filter(
-                    pk=job_id, status__in=(JobStatus.PROCESSING, JobStatus.CANCELLING), heartbeat_at__lt=stale_before
-                )
-                .first()
-            )
+            job = stale_jobs().select_for_update(skip_locked=True).filter(pk=job_id).first()
             if job is None:
                 continue  # finished, or being handled by another reaper, meanwhile
             status = job_worker_lost(job=job, message=f"worker {job.locked_by or '?'} stopped sending heartbeats")
@@ -49,8 +55,9 @@ def reap_stale_jobs() -> dict[str, int]:
     return counts
 
 
-def reconcile_queued_jobs() -> int:
-    """Re-enqueues queued jobs that have no live RQ job; returns how many."""
+def reconcile_queued_jobs(*, dry_run: bool = False) -> int:
+    """Re-enqueues queued jobs that have no live RQ job; returns how many (with ``dry_run``: how
+    many it would)."""
     queued = Job.objects.filter(status=JobStatus.QUEUED, updated_at__lt=timezone.now() - RECONCILE_GRACE)
     count = 0
     for job_id, priority in queued.values_list("pk", "priority").iterator():
@@ -60,10 +67,11 @@ def reconcile_queued_jobs() -> int:
             logger.warning("reconciliation stopped: Redis unavailable", exc_info=True)
             break
         if not alive:
-            queueing.requeue(job_id, QUEUE_FOR_PRIORITY[priority])
+            if not dry_run:
+                queueing.requeue(job_id, QUEUE_FOR_PRIORITY[priority])
             count += 1
     return count
 
 
-def recover_jobs() -> dict[str, int]:
-    return {**reap_stale_jobs(), "reenqueued": reconcile_queued_jobs()}
+def recover_jobs(*, dry_run: bool = False) -> dict[str, int]:
+    return {**reap_stale_jobs(dry_run=dry_run), "reenqueued": reconcile_queued_jobs(dry_run=dry_run)}

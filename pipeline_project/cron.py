@@ -4,7 +4,7 @@
 from rq import cron
 
 from accounts.tasks import expire_api_keys
-from audit.tasks import write_queued_records
+from audit.tasks import prune_logs, write_queued_records
 from jobs.tasks import cleanup_uploads, expire_results, recover_jobs
 from webhooks.tasks import prune_deliveries, recover_deliveries
 
@@ -16,3 +16,4 @@ cron.register(expire_api_keys, "low", interval=300, job_timeout=300, name="expir
 cron.register(prune_deliveries, "low", interval=86400, job_timeout=3600, name="prune_webhook_deliveries")
 # Stored inputs past UPLOAD_RETENTION and orphan uploads: daily (manage.py cleanup_uploads).
 cron.register(cleanup_uploads, "low", interval=86400, job_timeout=3600, name="cleanup_uploads")
+cron.register(prune_logs, "low", interval=86400, job_timeout=3600, name="prune_audit_logs")

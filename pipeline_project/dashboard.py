@@ -53,7 +53,7 @@ def dashboard_view(request):
         "oldest_queued": human_duration(oldest) if oldest is not None else None,
         "failing_pipelines": [_pipeline_row(row) for row in selectors.failing_pipelines(since=since)],
         "failing_stages": [_stage_row(row) for row in selectors.failing_stages(since=since)],
-        "rq_url": reverse("django_rq:home"),
+        "rq_url": reverse("django_rq:home") if request.user.is_superuser else None,  # superusers_only
     }
     if request.user.has_perm("webhooks.view_webhookdelivery"):
         context["delivery_failures"] = list(

@@ -241,6 +241,7 @@ AUDIT_API_REQUESTS = env_bool("AUDIT_API_REQUESTS", True)
 AUDIT_DEFERRED_WRITES = env_bool("AUDIT_DEFERRED_WRITES", True)
 AUDIT_BODY_MAX = env_int("AUDIT_BODY_MAX", 4096)  # characters of a redacted request body kept
 AUDIT_REDACT_KEYS = env_list("AUDIT_REDACT_KEYS", [])  # extra key patterns (regular expressions) to redact
+AUDIT_LOG_RETENTION = env_int("AUDIT_LOG_RETENTION", 365)  # days; older records are pruned daily (0: never)
 
 WEBHOOK_TIMEOUT = env_seconds("WEBHOOK_TIMEOUT", 15)
 WEBHOOK_RETRY_SCHEDULE = [

@@ -1,9 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
+from django_rq import urls as django_rq_urls
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from accounts import admin_login
 from pipeline_project import dashboard, health, metrics
+from pipeline_project.lib.admin import superusers_only
 from pipeline_project.lib.renderers import FormatParameterNegotiation
 
 urlpatterns = [
@@ -18,7 +20,8 @@ urlpatterns = [
     path("api/redoc/", SpectacularRedocView.as_view(url_name="schema"), name="redoc"),
     path("admin/login/", admin_login.login),  # throttled like the API login (accounts/admin_login.py)
     path("admin/dashboard/", admin.site.admin_view(dashboard.dashboard_view), name="admin-dashboard"),
-    path("admin/rq/", include("django_rq.urls")),  # django-rq's queue pages (staff only)
+    path("admin/rq/", include((django_rq_urls.get_admin_urlpatterns(view_wrapper=superusers_only)
+                               + django_rq_urls.get_api_urlpatterns(), "django_rq"))),  # fmt: skip
     path("admin/", admin.site.urls),
 ]
 

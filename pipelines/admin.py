@@ -98,7 +98,8 @@ class PipelineVersionInline(admin.TabularInline):
     fields = ["version", "config_json", "created_by", "created_at"]
     readonly_fields = fields
     ordering = ["-version"]
-    verbose_name_plural = "version history"
+    SHOWN = 20  # the latest versions, on the pipeline's page (GET /pipelines/{id}/versions has them all)
+    verbose_name_plural = f"version history (the latest {SHOWN})"
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -141,6 +142,12 @@ class PipelineAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return False  # jobs refer to pipelines: deactivate one (is_active) instead
+
+    def get_formset_kwargs(self, request, obj, inline, prefix):
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, PipelineVersionInline) and obj is not None and obj.pk:
+            kwargs["queryset"] = inline.get_queryset(request).filter(version__gt=obj.version - inline.SHOWN)
+        return kwargs
 
     @admin.display(description="stages")
     def stage_names(self, pipeline):

@@ -11,10 +11,10 @@ from django.utils.html import format_html
 from django.utils.text import Truncator
 
 from audit.services import audit_staff_action
-from pipeline_project.lib.admin import ReadOnlyAdmin, confirmed_action
+from pipeline_project.lib.admin import LargeTableAdmin, ReadOnlyAdmin, confirmed_action
 from webhooks.delivery import delivery_redeliver
 from webhooks.events import EVENT_TYPES
-from webhooks.models import WebhookDelivery, WebhookSubscription
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookSubscription
 from webhooks.services import subscription_update
 
 EXCERPT_CHARS = 80  # of a receiver's answer, in the deliveries' list
@@ -84,14 +84,15 @@ class EventTypeFilter(admin.SimpleListFilter):
 
 
 @admin.register(WebhookDelivery)
-class WebhookDeliveryAdmin(ReadOnlyAdmin):
+class WebhookDeliveryAdmin(LargeTableAdmin, ReadOnlyAdmin):
     list_display = ["event_type", "url", "organization", "status", "attempts", "response_status", "response_excerpt",
                     "created_at", "delivered_at"]  # fmt: skip
     list_filter = ["status", EventTypeFilter, "organization", "created_at"]
-    search_fields = ["=id", "=message_id", "url"]
+    search_fields = ["=message_id", "url"]
+    search_by_id = True
     list_select_related = ["organization"]
-    date_hierarchy = "created_at"
-    show_full_result_count = False
+    date_hierarchy = "created_at"  # drawn without reading rows (LargeTableAdmin)
+    sortable_by = ["created_at"]  # the order an index serves (webhook_delivery_created)
     fields = ["id", "message_id", "organization", "subscription", "url", "event_type", "status", "attempts",
               "next_attempt_at", "created_at", "delivered_at", "duration_ms", "last_error", "response_status",
               "response", "payload_json"]  # fmt: skip
@@ -127,7 +128,7 @@ class WebhookDeliveryAdmin(ReadOnlyAdmin):
             past="requeued",
             note="Each message is sent again with its webhook-id, payload and signature scheme unchanged: "
             "receivers that deduplicate on webhook-id ignore one they already processed.",
-            skip_reason=lambda delivery: None,
+            skip_reason=lambda delivery: "waiting to be sent" if delivery.status == DeliveryStatus.PENDING else None,
             perform=lambda delivery: self._redeliver(request, delivery),
         )
 

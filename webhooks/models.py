@@ -101,9 +101,11 @@ class WebhookDelivery(models.Model):
 
     class Meta:
         db_table = "webhook_deliveries"
+        verbose_name_plural = "webhook deliveries"
         ordering = ["-created_at", "-id"]
         indexes = [
             models.Index(fields=["subscription", "-created_at", "-id"], name="webhook_delivery_sub_created"),
+            models.Index(fields=["-created_at", "-id"], name="webhook_delivery_created"),  # staff's list, pruning
             models.Index(fields=["status", "next_attempt_at"], name="webhook_delivery_due"),
             models.Index(fields=["message_id"], name="webhook_delivery_message"),
         ]

@@ -1,19 +1,46 @@
 """Admin helpers shared by the apps."""
 
+import calendar
+import re
+import uuid
 from collections.abc import Callable, Iterable
+from datetime import date
+from functools import wraps
 
 from django.contrib import admin, messages
 from django.contrib.admin import helpers
+from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import model_ngettext
+from django.core.exceptions import PermissionDenied
+from django.core.paginator import Paginator
 from django.db import transaction
 from django.template.response import TemplateResponse
+from django.utils import formats, timezone
+from django.utils.functional import cached_property
 from django.utils.html import format_html
+from django.utils.text import capfirst
 
+from pipeline_project.lib import pagination
 from pipeline_project.lib.errors import ApplicationError
 
 # Actions with a confirmation page list every selected object on it: past this many, staff narrow
 # the selection (filters) instead of confirming a page nobody reads.
 CONFIRM_MAX_OBJECTS = 500
+SHORT_ID = re.compile(r"[0-9a-fA-F]{8}")  # the start of a uuid, as lists show it
+
+
+def superusers_only(view):
+    """``view`` behind the admin's login, for superusers alone: django-rq's queue pages (their
+    actions empty queues and delete, requeue or stop RQ jobs, outside our services and audit
+    trail) are not for every staff member."""
+
+    @wraps(view)
+    def only_superusers(request, *args, **kwargs):
+        if not request.user.is_superuser:
+            raise PermissionDenied
+        return view(request, *args, **kwargs)
+
+    return admin.site.admin_view(only_superusers)
 
 
 def status_badge(status: str, colours: dict[str, str]):
@@ -26,6 +53,107 @@ def status_badge(status: str, colours: dict[str, str]):
         colours.get(status, "#666"),
         status,
     )
+
+
+class EstimatedCountPaginator(Paginator):
+    """The admin list's count, as the API's: exact up to ``PAGINATION_EXACT_COUNT_LIMIT`` rows,
+    past it the planner's estimate, so that a page costs the same over millions of rows."""
+
+    @cached_property
+    def count(self) -> int:
+        return pagination.count(self.object_list)[0]
+
+
+class LargeTableAdmin:
+    """A ModelAdmin mixin for tables of millions of rows (jobs, audit records, deliveries): a page
+    of the list costs about the same as over a few rows. No ``COUNT(*)`` (an estimate past
+    ``PAGINATION_EXACT_COUNT_LIMIT``), no facet counts, and the ``date_hierarchy`` drill-down drawn
+    from the calendar (``calendar_links``) instead of from the rows. Dates out of range in the
+    drill-down's parameters get the admin's "?e=1" page, as other bad filters do. Pair it with an
+    index that serves the list's ordering."""
+
+    show_full_result_count = False
+    show_facets = admin.ShowFacets.NEVER
+    paginator = EstimatedCountPaginator
+    change_list_template = "admin/large_change_list.html"
+    search_by_id = False  # a search for an id (or its first 8 characters) goes through the primary key
+
+    def get_search_results(self, request, queryset, search_term):
+        term = search_term.strip()
+        if self.search_by_id:
+            try:
+                return queryset.filter(pk=uuid.UUID(term)), False
+            except ValueError:
+                pass
+            if SHORT_ID.fullmatch(term):  # as lists show ids: a range of the primary key's index
+                low, high = uuid.UUID(term.lower() + "0" * 24), uuid.UUID(term.lower() + "f" * 24)
+                return queryset.filter(pk__gte=low, pk__lte=high), False
+        return super().get_search_results(request, queryset, search_term)
+
+    def get_changelist_instance(self, request):
+        if self.date_hierarchy and not _drilldown_in_range(request, self.date_hierarchy):
+            raise IncorrectLookupParameters(f"{self.date_hierarchy}: no such date")
+        return super().get_changelist_instance(request)
+
+    def changelist_view(self, request, extra_context=None):
+        context = {**(extra_context or {})}
+        if self.date_hierarchy:
+            context["calendar"] = calendar_links(request, self.date_hierarchy)
+        return super().changelist_view(request, context)
+
+
+def _drilldown_in_range(request, field: str) -> bool:
+    """Whether the drill-down's year, month and day name a day Django can bound (its next day or
+    year is still a ``datetime``: year 9999 is not)."""
+    try:
+        year, month, day = (int(request.GET[f"{field}__{part}"]) if f"{field}__{part}" in request.GET else None
+                            for part in ("year", "month", "day"))  # fmt: skip
+        if year is not None:
+            date(year, month or 1, day or 1)
+            return 1 <= year <= 9998
+    except (ValueError, OverflowError):
+        return False
+    return True
+
+
+def calendar_links(request, field: str) -> dict:
+    """The list's date drill-down (years, months, days), as Django's ``date_hierarchy`` draws it
+    but from the calendar alone: the stock one reads the first and last dates and the distinct
+    years of the listed rows, scans over millions of rows. Links keep the other filters."""
+    keys = [f"{field}__year", f"{field}__month", f"{field}__day"]
+    params = request.GET.copy()
+    for key in [*keys, "p"]:
+        params.pop(key, None)
+
+    def link(*parts: int) -> str:
+        query = params.copy()
+        for key, value in zip(keys, parts, strict=False):
+            query[key] = str(value)
+        return "?" + query.urlencode()
+
+    def month_title(year: int, month: int) -> str:
+        return capfirst(formats.date_format(date(year, month, 1), "YEAR_MONTH_FORMAT"))
+
+    today = timezone.localdate()
+    try:
+        year, month, day = (int(request.GET[key]) if key in request.GET else None for key in keys)
+        if year is None:
+            return {"back": None, "choices": [{"link": link(y), "title": str(y)}
+                                              for y in range(today.year - 2, today.year + 1)]}  # fmt: skip
+        if month is None:
+            last = today.month if year == today.year else 12
+            months = [{"link": link(year, m), "title": month_title(year, m)} for m in range(1, last + 1)]
+            return {"back": {"link": link(), "title": "All dates"}, "choices": months}
+        if day is None:
+            last = today.day if (year, month) == (today.year, today.month) else calendar.monthrange(year, month)[1]
+            return {"back": {"link": link(year), "title": str(year)},
+                    "choices": [{"link": link(year, month, d),
+                                 "title": formats.date_format(date(year, month, d), "MONTH_DAY_FORMAT")}
+                                for d in range(1, last + 1)]}  # fmt: skip
+        return {"back": {"link": link(year, month), "title": month_title(year, month)},
+                "choices": [{"title": formats.date_format(date(year, month, day), "MONTH_DAY_FORMAT")}]}  # fmt: skip
+    except (ValueError, OverflowError):  # the list answers these with its "?e=1" redirect
+        return {"back": None, "choices": []}
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

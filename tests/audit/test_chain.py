@@ -102,6 +102,68 @@ def test_prune_deletes_the_oldest_records_records_it_and_the_chain_stays_verifia
     assert chain.verify(str(org.pk))[1].record.pk == recent[1].pk
 
 
+def prune(*args) -> str:
+    from io import StringIO
+
+    out = StringIO()
+    call_command("prune_audit_logs", *args, stdout=out)
+    return out.getvalue().strip()
+
+
+def test_prune_s_dry_run_counts_and_changes_nothing(org, other_org):
+    records(org, 3, timestamp=timezone.now() - timedelta(days=40))
+    records(other_org, 2, timestamp=timezone.now() - timedelta(days=40))
+    records(org, 1)
+    before = list(AuditLog.objects.order_by("pk").values_list("pk", "hash"))
+    assert prune("--older-than", "30", "--dry-run") == (
+        "Dry run: 5 audit records older than 30 days would be deleted; nothing changed.")  # fmt: skip
+    assert list(AuditLog.objects.order_by("pk").values_list("pk", "hash")) == before
+
+
+def test_two_prunes_at_once_delete_each_record_once_and_record_one_prune(org):
+    old = records(org, 30, timestamp=timezone.now() - timedelta(days=40))
+    records(org, 1)
+    from audit.services import audit_logs_prune
+
+    counts = in_threads(lambda: audit_logs_prune(older_than=30, batch_size=4), count=2)
+    assert sum(counts) == 30
+    assert not AuditLog.objects.filter(pk__in=[record.pk for record in old]).exists()
+    assert AuditLog.objects.filter(action=chain.PRUNED).count() == 1
+    assert chain.verify(str(org.pk)) == (2, None)
+    assert prune("--older-than", "30") == "0 audit records older than 30 days deleted."  # idempotent
+
+
+def test_a_prune_cut_off_mid_way_stays_verifiable_and_the_next_run_finishes_it(org):
+    old = records(org, 6, timestamp=timezone.now() - timedelta(days=40))
+    records(org, 1)
+    from audit.services import audit_logs_prune
+
+    class CutOff(Exception):
+        pass
+
+    def die_after_first_batch(count):
+        raise CutOff
+
+    with pytest.raises(CutOff):
+        audit_logs_prune(older_than=30, batch_size=2, progress=die_after_first_batch)
+    assert AuditLog.objects.filter(pk__in=[record.pk for record in old]).count() == 4
+    assert chain.verify(str(org.pk)) == (6, None)  # 4 old + the recent one + the prune record
+    assert prune("--older-than", "30") == "4 audit records older than 30 days deleted."
+    assert AuditLog.objects.filter(action=chain.PRUNED).count() == 1  # the first run's record stands
+    assert chain.verify(str(org.pk)) == (2, None)
+
+
+def test_the_scheduled_prune_keeps_audit_log_retention_days_and_zero_keeps_all(org, settings):
+    from audit.tasks import prune_logs
+
+    records(org, 2, timestamp=timezone.now() - timedelta(days=400))
+    settings.AUDIT_LOG_RETENTION = 0
+    assert prune_logs() == 0
+    settings.AUDIT_LOG_RETENTION = 365
+    assert prune_logs() == 2
+    assert chain.verify(str(org.pk)) == (1, None)
+
+
 def test_nothing_in_the_api_changes_or_deletes_records(as_owner, org):
     [record] = records(org, 1)
     for method in ("put", "patch", "delete"):

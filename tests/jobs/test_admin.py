@@ -108,6 +108,7 @@ FILTERS = [
     ("created_at__year=2001", set()),
     ("status__exact=failed&organization__id__exact={org}", {"failed"}),
     ("q={completed_id}", {"completed"}),
+    ("q={completed_short_id}", {"completed"}),  # the id as the list shows it
     ("q=quarterly", {"failed"}),
     ("q=Globex", {"other"}),
     ("q=globex", {"other"}),
@@ -126,12 +127,23 @@ def test_each_filter_and_search_narrows_the_list(staff_client, org, other_org, v
     midnight = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
     values = {"org": org.pk, "other_org": other_org.pk, "pipeline": version.pipeline.pk, "year": today.year,
               "month": today.month, "day": today.day, "yesterday": quote(str(midnight - timedelta(days=1))),
-              "tomorrow": quote(str(midnight + timedelta(days=1))), "completed_id": jobs["completed"].pk}  # fmt: skip
+              "tomorrow": quote(str(midnight + timedelta(days=1))), "completed_id": jobs["completed"].pk,
+              "completed_short_id": str(jobs["completed"].pk)[:8].upper()}  # fmt: skip
     for query, expected in FILTERS:
         page = staff_client.get(f"{JOBS}?{query.format(**values)}")
         assert page.status_code == 200, query  # not the "?e=1" redirect of a refused filter
         text = page.content.decode()
         assert {name for name, job in jobs.items() if f'title="{job.pk}"' in text} == expected, query
+
+
+@pytest.mark.parametrize("query", [
+    "pipeline=not-a-uuid", "created_at__year=9999", "created_at__year=9999&created_at__month=12&created_at__day=31",
+    "created_at__year=99999999999999999999", "created_at__year=0", "created_at__year=2026&created_at__month=13",
+    "created_at__year=2026&created_at__month=2&created_at__day=30", "created_at__year=x",
+])  # fmt: skip
+def test_a_malformed_filter_gets_the_admin_s_error_page_not_a_500(staff_client, version, query):
+    response = staff_client.get(f"{JOBS}?{query}")
+    assert response.status_code == 302 and response["Location"].endswith("?e=1")
 
 
 def test_the_filters_and_date_drill_down_are_offered(staff_client, org, other_org, version):

@@ -3,6 +3,7 @@ loses its queues. The reaper runs here in the test process, as the scheduler wou
 
 import time
 from datetime import timedelta
+from io import StringIO
 
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
@@ -78,11 +79,28 @@ def test_jobs_redis_forgot_are_enqueued_again_and_complete(as_member, run_worker
 
 def test_the_management_command_prints_a_summary(org):
     JobFactory(organization=org, status=JobStatus.PROCESSING, heartbeat_at=timezone.now() - timedelta(hours=1))
-    from io import StringIO
-
     out = StringIO()
     call_command("reap_stale_jobs", stdout=out)
     assert out.getvalue().strip() == "1 requeued, 0 failed (worker lost), 0 cancelled, 0 re-enqueued"
+
+
+def test_the_command_s_dry_run_says_each_verdict_and_changes_nothing(org):
+    long_ago = timezone.now() - timedelta(hours=1)
+    requeue = JobFactory(organization=org, status=JobStatus.PROCESSING, heartbeat_at=long_ago)
+    fail = JobFactory(organization=org, status=JobStatus.PROCESSING, attempts=3, max_attempts=3, heartbeat_at=long_ago)
+    cancel = JobFactory(organization=org, status=JobStatus.CANCELLING, heartbeat_at=long_ago)
+    JobFactory(organization=org, status=JobStatus.PROCESSING, heartbeat_at=timezone.now())  # alive: left alone
+    lost = JobFactory(organization=org, status=JobStatus.QUEUED)
+    Job.objects.filter(pk=lost.pk).update(updated_at=long_ago)  # queued, and Redis never heard of it
+    events = JobEvent.objects.count()
+    out = StringIO()
+    call_command("reap_stale_jobs", "--dry-run", stdout=out)
+    summary = "1 requeued, 1 failed (worker lost), 1 cancelled, 1 re-enqueued"
+    assert out.getvalue().strip() == f"Dry run: would be {summary}; nothing changed."
+    statuses = dict(Job.objects.values_list("pk", "status"))
+    assert [statuses[job.pk] for job in (requeue, fail, cancel, lost)] == ["processing", "processing", "cancelling",
+                                                                           "queued"]  # fmt: skip
+    assert JobEvent.objects.count() == events and not get_redis().keys("rq:job:*")
 
 
 @pytest.mark.parametrize("worker_class", WORKER_CLASSES)

@@ -85,6 +85,25 @@ def test_a_new_config_makes_a_new_version_announced_and_audited(staff_client, pi
     assert "max_chars" in history and "max_pages" in history  # both versions listed
 
 
+def test_the_page_lists_the_latest_versions_only_and_saves_with_them(staff_client, pipeline):
+    from pipelines.services import pipeline_update
+
+    for pages in range(2, 26):
+        pipeline = pipeline_update(pipeline=pipeline, changes={"config": {"stages": [
+            {"name": "extract_text", "params": {"max_pages": pages}}]}})  # fmt: skip
+    text = staff_client.get(f"{PIPELINES}{pipeline.pk}/change/").content.decode()
+    assert 'name="versions-TOTAL_FORMS" value="20"' in text
+    assert "&quot;max_pages&quot;: 25" in text and "&quot;max_pages&quot;: 6" in text
+    assert "&quot;max_pages&quot;: 5\n" not in text
+    data = form_data(description="shorter history on the page")
+    data.update({"versions-TOTAL_FORMS": "20", "versions-INITIAL_FORMS": "20"})
+    for index, version in enumerate(pipeline.versions.order_by("-version")[:20]):
+        data.update({f"versions-{index}-id": str(version.pk), f"versions-{index}-pipeline": str(pipeline.pk)})
+    data["config"] = json.dumps(pipeline.config)
+    assert staff_client.post(f"{PIPELINES}{pipeline.pk}/change/", data).status_code == 302
+    assert Pipeline.objects.get(pk=pipeline.pk).description == "shorter history on the page"
+
+
 def test_other_changes_keep_the_version_and_an_unchanged_save_does_nothing(staff_client, pipeline, subscribed):
     assert change(staff_client, pipeline, config=json.dumps(CONFIG, indent=8)).status_code == 302  # same config
     assert not AuditLog.objects.filter(action="admin.pipelines.update").exists()

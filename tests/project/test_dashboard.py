@@ -127,6 +127,15 @@ def test_the_admin_index_links_to_the_dashboard_and_the_queues(staff_client):
     assert staff_client.get("/admin/rq/").status_code == 200
 
 
+def test_django_rq_s_pages_are_for_superusers_only(client, db):
+    """Their actions (empty a queue, delete or requeue RQ jobs) bypass our services and the audit trail."""
+    client.force_login(UserFactory(is_staff=True, is_superuser=False))
+    for path in ("/admin/rq/", "/admin/rq/queues/0/", "/admin/rq/queues/0/empty/"):
+        assert client.get(path).status_code == 403, path
+    assert client.post("/admin/rq/queues/0/empty/").status_code == 403
+    assert 'href="/admin/rq/"' not in client.get("/admin/").content.decode()
+
+
 def test_the_chart_scales_to_round_steps():
     assert [nice_step(peak) for peak in (0, 1, 4, 5, 9, 41, 400, 401)] == [1, 1, 1, 2, 5, 20, 100, 200]
     now = timezone.now().replace(minute=0, second=0, microsecond=0)

@@ -146,13 +146,14 @@ def test_rqworker_prints_json_lines(settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_the_periodic_jobs_log_nothing_when_there_is_nothing_to_do(caplog):
-    from audit.tasks import write_queued_records
+    from accounts.tasks import expire_api_keys
+    from audit.tasks import prune_logs, write_queued_records
     from jobs.tasks import cleanup_uploads, expire_results, recover_jobs
     from webhooks.tasks import prune_deliveries, recover_deliveries
 
     with caplog.at_level(logging.DEBUG):
         for task in (recover_jobs, recover_deliveries, write_queued_records, expire_results, cleanup_uploads,
-                     prune_deliveries):  # fmt: skip
+                     prune_deliveries, prune_logs, expire_api_keys):  # fmt: skip
             task()
     assert [record for record in caplog.records if not record.name.startswith("django.db")] == []
 

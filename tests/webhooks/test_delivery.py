@@ -372,7 +372,7 @@ def test_the_cron_config_registers_every_periodic_job():
     scheduler.load_config_from_file("pipeline_project.cron")
     names = {job.name for job in scheduler.get_jobs()}
     assert {"recover_jobs", "expire_results", "recover_webhook_deliveries", "write_queued_audit_records",
-            "expire_api_keys", "prune_webhook_deliveries"} <= names  # fmt: skip
+            "expire_api_keys", "prune_webhook_deliveries", "cleanup_uploads", "prune_audit_logs"} <= names  # fmt: skip
 
 
 def test_two_workers_never_send_the_same_attempt(subscription, receiver):
