@@ -30,7 +30,7 @@ from rq import Queue
 from audit import chain
 from audit.models import ActorKind, AuditChainHead, AuditLog
 from audit.selectors import audit_prunable_through
-from pipeline_project.lib import sql
+from pipeline_project.lib import logs, sql
 from pipeline_project.lib.batches import in_locked_batches
 from pipeline_project.lib.redis import get_redis
 
@@ -185,7 +185,7 @@ def audit_request(**fields) -> None:
         return
     if writer_needed:
         try:
-            _writer_queue().enqueue_call(WRITER, result_ttl=0)
+            _writer_queue().enqueue_call(WRITER, result_ttl=0, meta={logs.HOUSEKEEPING: True})
         except Exception:  # the scheduler's run writes it
             logger.warning("could not enqueue the audit writer", exc_info=True)
 

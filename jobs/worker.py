@@ -13,7 +13,8 @@ that job; the engine then finishes the cancellation. RQ's job timeout raises in 
 and the pool kills the child. Stock RQ workers still run the same jobs (in process, unisolated).
 
 Every log line of a job's run, RQ's own ("Job OK") and the parser child's included, carries its
-job id (``pipeline_project.lib.logs``).
+job id (``pipeline_project.lib.logs``). RQ's lines about housekeeping jobs (the scheduler's every
+10 s) are left out: those jobs log a line themselves when they act.
 """
 
 import dataclasses
@@ -59,9 +60,22 @@ class Worker(SimpleWorker):
         if job_id and self.parsers is not None:
             self.parsers.stop(job_id)
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("log_job_description", False)  # RQ's "job started" line: execute_job says it
+        super().__init__(*args, **kwargs)
+        if not any(isinstance(f, logs.QuietHousekeeping) for f in self.log.filters):
+            self.log.addFilter(logs.QuietHousekeeping())
+
     def execute_job(self, job, queue):
-        with logs.bound(logs.job_id, job.id if job.func_name == RUN_JOB else None):
-            return super().execute_job(job, queue)
+        housekeeping = bool(job.meta.get(logs.HOUSEKEEPING))
+        if not housekeeping:
+            self.log.info(logs.QuietHousekeeping.STARTED, self.name, queue.name, job.description, job.id)
+        token = logs.housekeeping.set(housekeeping)
+        try:
+            with logs.bound(logs.job_id, job.id if job.func_name == RUN_JOB else None):
+                return super().execute_job(job, queue)
+        finally:
+            logs.housekeeping.reset(token)
 
     def perform_job(self, job, queue, execution) -> bool:
         try:

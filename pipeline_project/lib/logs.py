@@ -25,6 +25,12 @@ from pythonjsonlogger.json import JsonFormatter as _JsonFormatter
 request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 job_id: ContextVar[str | None] = ContextVar("job_id", default=None)
 
+# RQ jobs whose ``meta`` holds this key are housekeeping (the scheduler's, every few seconds, and
+# the audit writer's): RQ's own INFO lines about them are left out (``QuietHousekeeping``); they
+# log a line themselves when they did something.
+HOUSEKEEPING = "housekeeping"
+housekeeping: ContextVar[bool] = ContextVar("housekeeping", default=False)
+
 # Record attributes the filter adds for the plain format only (never a JSON field).
 _PLAIN_ONLY = ("context",)
 _ANSI_COLOUR = re.compile(r"\x1b\[[0-9;]*m")
@@ -96,3 +102,22 @@ class JsonFormatter(_JsonFormatter):
                 del ordered[name]
         ordered.update(log_data)
         return ordered
+
+
+class QuietHousekeeping(logging.Filter):
+    """On RQ's loggers: drops the INFO lines about housekeeping jobs (``HOUSEKEEPING``), a dozen
+    every 10 seconds that say nothing happened. Warnings and errors pass. Our worker class
+    (``jobs.worker``) sets ``housekeeping`` while it runs one and says itself which job it starts
+    (RQ says it before the job's meta is at hand); the scheduler's "Enqueued job" lines go."""
+
+    # RQ's line as a job starts, when the worker's ``log_job_description`` is off: our worker class
+    # turns it off and says the line itself (``STARTED``), with the description, unless housekeeping.
+    DEQUEUED = "Worker %s: %s: %s"
+    STARTED = "Worker %s: %s: %s (%s)"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno > logging.INFO:
+            return True
+        if record.name == "rq.cron":
+            return not record.getMessage().startswith("Enqueued job ")
+        return record.msg != self.DEQUEUED and not housekeeping.get()

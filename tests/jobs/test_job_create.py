@@ -18,7 +18,7 @@ def test_it_creates_a_queued_url_job_and_enqueues_it_after_commit(
 ):
     with django_capture_on_commit_callbacks(execute=True) as callbacks:
         body = create(as_member, priority="high", metadata={"customer": "acme"}, mode="fast")
-    assert len(callbacks) == 1
+    assert len(callbacks) == 2  # the enqueue, and the jobs-created counter (/metrics): both after commit
     job = Job.objects.get(pk=body["id"])
     assert (job.organization, job.created_by, job.status, job.priority) == (org, member, "queued", 1)
     assert body["status"] == "queued" and body["priority"] == "high" and body["mode"] == "fast"

@@ -101,6 +101,8 @@ with logs.bound(logs.request_id, "req-1"):
 
 @pytest.mark.django_db
 def test_a_requests_lines_carry_its_request_id(as_member, json_log):
+    # An unclosed streamed response of an earlier test may have left its id bound in this thread.
+    logs.request_id.set(None)
     response = as_member.get(f"{JOBS}/{uuid.uuid4()}", HTTP_X_REQUEST_ID="trace-7")
     assert response.status_code == 404 and response["X-Request-ID"] == "trace-7"
     other = as_member.get(f"{JOBS}/{uuid.uuid4()}")  # an id of its own
@@ -156,6 +158,28 @@ def test_the_periodic_jobs_log_nothing_when_there_is_nothing_to_do(caplog):
                      prune_deliveries, prune_logs, expire_api_keys):  # fmt: skip
             task()
     assert [record for record in caplog.records if not record.name.startswith("django.db")] == []
+
+
+@pytest.mark.django_db(transaction=True)
+def test_rq_s_lines_about_housekeeping_jobs_are_left_out_and_real_jobs_keep_theirs(as_member, run_worker, caplog):
+    from rq import Queue
+    from rq.cron import CronScheduler
+
+    from pipeline_project.lib.redis import get_redis
+
+    scheduler = CronScheduler(connection=get_redis())
+    scheduler.load_config_from_file("pipeline_project.cron")
+    with caplog.at_level(logging.INFO, logger="rq"):
+        housekeeping = [cron_job.enqueue(get_redis()) for cron_job in scheduler.get_jobs()[:3]]
+        job_id = as_member.post(JOBS, {"source_type": "text", "text": "hello"}, format="json").json()["id"]
+        writer = Queue("high", connection=get_redis()).jobs[-1]  # the audit writer the request enqueued
+        run_worker()
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("rq.")]
+    for job in [*housekeeping, writer]:
+        assert job.meta.get(logs.HOUSEKEEPING) and not [line for line in lines if job.id in line], job.func_name
+    assert not [line for line in lines if line.startswith("Enqueued job")]
+    ours = [line for line in lines if job_id in line]
+    assert any("jobs.tasks.run_job" in line for line in ours) and any("Job OK" in line for line in ours)
 
 
 @pytest.mark.django_db(transaction=True)
