@@ -4,6 +4,13 @@ FROM python:3.11-slim
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 VAR_DIR=/app/var
 WORKDIR /app
 
+# Tesseract and its language data from Debian (OCR_LANGUAGES: tesseract-ocr-<code> packages).
+ARG OCR_LANGUAGES=eng
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends tesseract-ocr \
+       $(for code in $(echo "$OCR_LANGUAGES" | tr ',+' '  '); do echo "tesseract-ocr-$(echo $code | tr _ -)"; done) \
+    && rm -rf /var/lib/apt/lists/*
+
 COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 

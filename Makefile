@@ -23,6 +23,7 @@ run: export DEBUG ?= 1
 run: export PROMETHEUS_MULTIPROC_DIR ?= $(abspath $(or $(VAR_DIR),var)/metrics)
 run: venv
 	@scripts/ensure-redis.sh "$${REDIS_URL:-redis://127.0.0.1:6379/0}"
+	@scripts/ensure-ocr.sh
 	@python manage.py migrate --noinput -v 0
 	@python manage.py bootstrap_demo --base-url http://127.0.0.1:$(WEB_PORT)
 	@# /metrics counts from zero: the files of the last run's processes go (web, worker and scheduler share the directory).
@@ -36,6 +37,7 @@ test: venv
 	@scripts/ensure-postgres.sh "$(TEST_DATABASE_URL)"
 	@scripts/ensure-redis.sh "$(TEST_REDIS_URL)"
 	@scripts/ensure-test-tools.sh
+	@scripts/ensure-ocr.sh eng fra deu
 	ruff check .
 	$(RUN_PYTEST) $(PYTEST_ARGS)
 
@@ -55,6 +57,7 @@ schema: venv
 $(addprefix bench-,$(subst _,-,$(BENCHES))): bench-%: venv
 	@scripts/ensure-postgres.sh "$(TEST_DATABASE_URL)"
 	@scripts/ensure-redis.sh "$(TEST_REDIS_URL)"
+	@scripts/ensure-ocr.sh
 	cd bench && python bench_$(subst -,_,$*).py
 
 clean:

@@ -198,7 +198,7 @@ def _run(job: Job, stages: list[dict], files: list[JobFile], progress: "_Progres
         base = position * len(stages)
         try:
             with local_path(job_file.storage_name) as path:
-                document = Document(path=path, file_name=job_file.original_name, size=job_file.size)
+                document = Document(path=path, file_name=job_file.original_name, size=job_file.size, mode=job.mode)
                 result = _parse(job, stages, document, progress, done_before=base)
         except StageError as error:
             metrics.stage_durations(error.record)  # the stages that succeeded before it

@@ -140,7 +140,7 @@ _CACHE_CANDIDATES = 1000  # files with the same bytes looked at; past that, a mi
 
 def job_cached_source(*, job: Job, job_file: JobFile) -> JobFile | None:
     """The content-hash cache: the file of the newest completed one-document job of the same
-    organization that ran the same pipeline version on the same bytes (sha256), with its job and
+    organization that ran the same pipeline version in the same mode on the same bytes (sha256), with its job and
     result loaded. Found from the file's hash (indexed), so it costs the same at any job count:
     first the other files with these bytes, by a query so simple that even PostgreSQL's generic
     plan for it (prepared statements) takes the index; then, only if there are any, their jobs."""
@@ -156,6 +156,7 @@ def job_cached_source(*, job: Job, job_file: JobFile) -> JobFile | None:
             pk__in=candidates,
             job__organization_id=job.organization_id,
             job__pipeline_version_id=job.pipeline_version_id,
+            job__mode=job.mode,  # the mode decides which pages OCR reads
             job__status=JobStatus.COMPLETED,
             job__result__isnull=False,
         )

@@ -6,6 +6,7 @@ stop start-up with ``ImproperlyConfigured`` naming the variable.
 
 import ipaddress
 import os
+import re
 import socket
 from datetime import timedelta
 from pathlib import Path
@@ -250,6 +251,11 @@ WEBHOOK_RETRY_SCHEDULE = [
 WEBHOOK_DISABLE_AFTER = env_seconds("WEBHOOK_DISABLE_AFTER", 5 * 86400)
 WEBHOOK_SECRET_ROTATION_OVERLAP = env_seconds("WEBHOOK_SECRET_ROTATION_OVERLAP", 86400)
 WEBHOOK_DELIVERY_RETENTION = env_int("WEBHOOK_DELIVERY_RETENTION", 30, minimum=1)  # days; finished deliveries
+# Tesseract languages the ocr stage reads with by default (their Debian packages are installed by
+# scripts/ensure-ocr.sh); a pipeline's ocr stage may name others that are installed.
+OCR_LANGUAGES = env_list("OCR_LANGUAGES", ["eng"])  # eng,fra,...
+if not OCR_LANGUAGES or not all(re.fullmatch(r"[a-z][a-z_]{1,15}", code) for code in OCR_LANGUAGES):
+    raise ImproperlyConfigured("Environment variable OCR_LANGUAGES must be Tesseract language codes, e.g. eng,fra.")
 # Modules that register extra pipeline stages when imported (plugins; the tests' crash stages).
 PIPELINE_STAGE_MODULES = env_list("PIPELINE_STAGE_MODULES", [])
 # Our worker class (jobs.worker.Worker) parses documents in a child process, replaced after this

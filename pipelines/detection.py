@@ -21,9 +21,14 @@ JSON = "application/json"
 MARKDOWN = "text/markdown"
 CSV = "text/csv"
 TEXT = "text/plain"
+PNG = "image/png"
+JPEG = "image/jpeg"
+TIFF = "image/tiff"
+WEBP = "image/webp"
 
-SUPPORTED = (PDF, DOCX, HTML, JSON, MARKDOWN, CSV, TEXT)
-_BINARY = {PDF, DOCX}
+IMAGES = (PNG, JPEG, TIFF, WEBP)  # scans and photos of pages: their text comes from OCR
+SUPPORTED = (PDF, DOCX, HTML, JSON, MARKDOWN, CSV, TEXT, *IMAGES)
+_BINARY = {PDF, DOCX, *IMAGES}
 _TEXT_BY_EXTENSION = {".md": MARKDOWN, ".markdown": MARKDOWN, ".csv": CSV}
 
 

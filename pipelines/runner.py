@@ -24,9 +24,11 @@ class Document:
     path: str
     file_name: str
     size: int
+    mode: str = "standard"  # the job's (pipelines.ocr.MODES)
 
     def context(self) -> StageContext:
-        return StageContext(file_name=self.file_name, size=self.size, open=lambda: open(self.path, "rb"))  # noqa: SIM115
+        return StageContext(file_name=self.file_name, size=self.size, mode=self.mode,
+                            open=lambda: open(self.path, "rb"))  # noqa: SIM115  # fmt: skip
 
 
 @dataclass
@@ -101,15 +103,34 @@ def _now() -> str:
 def summarize(documents: list[tuple[dict, dict[str, dict]]]) -> dict:
     """A job's result from its documents' ``(identity, outputs)``: the texts joined, each
     document's identity and slimmed stage outputs, the mean quality score."""
-    texts = [outputs.get("extract_text", {}).get("text", "") for _, outputs in documents]
+    texts = [_text(outputs) for _, outputs in documents]
     scores = [outputs["quality"]["quality_score"] for _, outputs in documents if "quality" in outputs]
     return {
         "text": "\n\n".join(text for text in texts if text),
         "result_metadata": {
             "files": [
-                {**identity, **{name: slim(output) for name, output in outputs.items()}}
+                {**identity, **{name: slim(output) for name, output in outputs.items()}, **_pages(outputs)}
                 for identity, outputs in documents
             ]
         },
         "quality_score": sum(scores) / len(scores) if scores else None,
     }
+
+
+def _text(outputs: dict[str, dict]) -> str:
+    return (outputs.get("ocr") or outputs.get("extract_text") or {}).get("text", "")
+
+
+def _pages(outputs: dict[str, dict]) -> dict:
+    """``{"pages": [{number, text, source, ocr_confidence, chars, quality_score}]}`` for a
+    document with pages (PDF, image): the ``ocr`` stage's, or the text layer's; ``{}`` otherwise."""
+    if outputs.get("ocr", {}).get("pages"):
+        return {"pages": outputs["ocr"]["pages"]}
+    layer = outputs.get("extract_text", {}).get("pages")
+    if not layer:
+        return {}
+    from pipelines.stages.quality import assess
+
+    return {"pages": [{"number": number, "text": text, "source": "text_layer", "ocr_confidence": None,
+                       "chars": len(text), "quality_score": assess(text)["quality_score"]}
+                      for number, text in enumerate(layer, start=1)]}  # fmt: skip

@@ -11,7 +11,8 @@ from jsonschema import Draft202012Validator, validators
 
 from pipelines.stages import REGISTRY
 
-DEFAULT_CONFIG = {"stages": [{"name": "detect"}, {"name": "extract_text"}, {"name": "language"}, {"name": "quality"}]}
+DEFAULT_CONFIG = {"stages": [{"name": "detect"}, {"name": "extract_text"}, {"name": "ocr"}, {"name": "language"},
+                             {"name": "quality"}]}  # fmt: skip
 RETRY_SCHEMA = {
     "type": "object",
     "additionalProperties": False,

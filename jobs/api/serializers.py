@@ -7,6 +7,7 @@ from rest_framework import serializers
 
 from jobs.models import Job, JobEvent, JobFile, JobStatus, Priority, SourceType
 from pipeline_project.lib import fields
+from pipelines.ocr import DEFAULT_MODE, MODES
 
 METADATA_MAX_BYTES = 16 * 1024
 PRIORITY_NAMES = {value: label for value, label in Priority.choices}
@@ -67,7 +68,11 @@ class JobOptionsSerializer(ShallowFieldsSerializer):
     pipeline_id = fields.UUIDField(
         required=False, allow_null=True, help_text="An active pipeline of your organization; its current version runs."
     )
-    mode = fields.RegexField(r"^[a-z0-9_-]{1,32}$", required=False, default="standard")
+    mode = fields.ChoiceField(
+        choices=list(MODES), required=False, default=DEFAULT_MODE,
+        help_text="How text is read from pages: " + "; ".join(f"`{name}`: {what}" for name, what in MODES.items())
+        + ". The default pipeline's ocr stage follows it.",
+    )  # fmt: skip
     priority = PriorityField(required=False, default="normal")
     metadata = metadata_field(required=False, default=dict)
 
@@ -188,7 +193,7 @@ class JobSerializer(serializers.Serializer):
     file_name = serializers.CharField()
     file_size = serializers.IntegerField(allow_null=True)
     mime_type = serializers.CharField()
-    mode = serializers.CharField()
+    mode = serializers.ChoiceField(choices=list(MODES))
     priority = serializers.ChoiceField(choices=list(PRIORITY_VALUES))
     pipeline = PipelineRefSerializer(allow_null=True, help_text="The pipeline and version the job runs.")
     metadata = serializers.DictField()

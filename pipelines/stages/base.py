@@ -25,6 +25,13 @@ class StageContext:
     size: int
     open: Callable[[], BinaryIO]  # a fresh binary stream over the document
     outputs: dict[str, dict] = field(default_factory=dict)  # earlier stages' outputs, by stage name
+    mode: str = "standard"  # the job's mode (pipelines.ocr.MODES): how text is read from pages
+
+    def text(self) -> str:
+        """The document's text: OCR's when the ``ocr`` stage ran, else the text layer's."""
+        if "ocr" in self.outputs:
+            return self.outputs["ocr"]["text"]
+        return self.require("extract_text")["text"]
 
     def read(self, limit: int | None = None) -> bytes:
         with self.open() as stream:

@@ -9,7 +9,7 @@ import json
 
 from charset_normalizer import from_bytes
 
-from pipelines import archives, detection
+from pipelines import archives, detection, ocr
 from pipelines.stages.base import StageContext, StageError, stage
 
 MiB = 1024 * 1024
@@ -25,8 +25,8 @@ def _load_parsers() -> None:
 
 @stage(
     name="extract_text",
-    description="Extracts the text: PDF per page, DOCX paragraphs and tables, HTML readable text, text files "
-    "decoded with their detected encoding.",
+    description="Extracts the text: PDF per page (the text layer), DOCX paragraphs and tables, HTML readable "
+    "text, text files decoded with their detected encoding; images have no text layer (see ocr).",
     params={
         "max_pages": {"type": "integer", "minimum": 1, "maximum": 100000, "default": 2000},
         "max_chars": {"type": "integer", "minimum": 1, "maximum": 200_000_000, "default": 50_000_000},
@@ -68,6 +68,15 @@ def _pdf(context: StageContext, params: dict) -> dict:
     finally:
         document.close()
     return {"text": "\n\n".join(pages), "pages": pages, "page_count": page_count}
+
+
+def _image(context: StageContext, params: dict) -> dict:
+    """An image has no text layer: its pages (a TIFF's frames) are counted for the ``ocr`` stage."""
+    with ocr.opened_image(context.read()) as image:
+        page_count = getattr(image, "n_frames", 1)
+    if page_count > params["max_pages"]:
+        raise StageError("too_many_pages", f"The image has {page_count} pages; the limit is {params['max_pages']}.")
+    return {"text": "", "pages": [""] * page_count, "page_count": page_count}
 
 
 def _docx(context: StageContext, params: dict) -> dict:
@@ -136,4 +145,5 @@ _EXTRACTORS = {
     detection.MARKDOWN: _text,
     detection.CSV: _text,
     detection.TEXT: _text,
+    **dict.fromkeys(detection.IMAGES, _image),
 }

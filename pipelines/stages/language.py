@@ -18,7 +18,7 @@ def _identifier():
     warm=_identifier,
 )
 def run(context: StageContext, params: dict) -> dict:
-    text = context.require("extract_text")["text"][: params["sample_chars"]]
+    text = context.text()[: params["sample_chars"]]
     if not any(ch.isalpha() for ch in text):
         return {"language": None, "confidence": 0.0}
     language, confidence = _identifier().classify(text)

@@ -19,7 +19,7 @@ _MOJIBAKE = re.compile("\ufffd|Ã[\x80-\xbf]|Â[\x80-\xbf ]|â€")
     needs=("extract_text",),
 )
 def run(context: StageContext, params: dict) -> dict:
-    return assess(context.require("extract_text")["text"])
+    return assess(context.text())
 
 
 def assess(text: str) -> dict:

@@ -40,7 +40,7 @@ def test_a_document_goes_in_and_its_text_comes_out(as_member, run_worker, name, 
     job = as_member.get(f"{JOBS}/{job_id}").json()
     assert job["status"] == "completed", job["error"]
     assert job["progress"]["percent"] == 100 and job["attempts"] == 1 and job["files"][0]["status"] == "completed"
-    assert job["progress"]["stages_done"] == job["progress"]["stages_total"] == 4  # the default pipeline
+    assert job["progress"]["stages_done"] == job["progress"]["stages_total"] == 5  # the default pipeline
     result = as_member.get(f"{JOBS}/{job_id}/result").json()
     assert result["text"] == text and result["text_size"] == len(text.encode())
     assert 0 <= result["quality_score"] <= 1 and result["expires_at"]
@@ -196,11 +196,11 @@ def test_a_job_with_several_files_processes_and_tracks_each(as_member, run_worke
     job = as_member.get(f"{JOBS}/{job_id}").json()
     assert job["status"] == "completed"
     assert [(f["name"], f["status"]) for f in job["files"]] == [("one.txt", "completed"), ("two.pdf", "completed")]
-    assert job["progress"]["stages_total"] == 8  # 4 stages x 2 files
+    assert job["progress"]["stages_total"] == 10  # 5 stages x 2 files
     result = as_member.get(f"{JOBS}/{job_id}/result").json()
     assert result["text"] == "First document.\n\nSecond one"
     assert [f["name"] for f in result["metadata"]["files"]] == ["one.txt", "two.pdf"]
     stages = JobFile.objects.get(job_id=job_id, original_name="two.pdf").result["stages"]
-    assert set(stages) == {"detect", "extract_text", "language", "quality"}
+    assert set(stages) == {"detect", "extract_text", "ocr", "language", "quality"}
     assert all(s["started_at"] <= s["ended_at"] and s["duration_ms"] >= 0 for s in stages.values())
     assert stages["extract_text"]["output"]["page_count"] == 1

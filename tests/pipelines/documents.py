@@ -47,3 +47,52 @@ def docx(paragraphs: list[str], table: list[list[str]] | None = None) -> bytes:
     out = io.BytesIO()
     document.save(out)
     return out.getvalue()
+
+
+def page_images(text_pdf: bytes, dpi: int = 200) -> list:
+    """The pages of a PDF rendered as greyscale images (PIL), as a scanner would give them."""
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(text_pdf)
+    try:
+        return [document[index].render(scale=dpi / 72, grayscale=True).to_pil() for index in range(len(document))]
+    finally:
+        document.close()
+
+
+def scanned_pdf(text_pdf: bytes, dpi: int = 200, *, keep_text: tuple[int, ...] = ()) -> bytes:
+    """A PDF of page images with no text layer, made from ``text_pdf`` (rendered at ``dpi``); the
+    pages numbered in ``keep_text`` (from 1) keep their text layer: a mixed document."""
+    import pypdfium2
+
+    scans = page_images(text_pdf, dpi)
+    if not keep_text:
+        out = io.BytesIO()
+        scans[0].save(out, "PDF", save_all=True, append_images=scans[1:], resolution=dpi)
+        return out.getvalue()
+    original = pypdfium2.PdfDocument(text_pdf)
+    mixed = pypdfium2.PdfDocument.new()
+    try:
+        for number, scan in enumerate(scans, start=1):
+            if number in keep_text:
+                mixed.import_pages(original, [number - 1])
+            else:
+                one = io.BytesIO()
+                scan.save(one, "PDF", resolution=dpi)
+                mixed.import_pages(pypdfium2.PdfDocument(one.getvalue()))
+        out = io.BytesIO()
+        mixed.save(out)
+        return out.getvalue()
+    finally:
+        mixed.close()
+        original.close()
+
+
+def image(lines: list[str] | list[list[str]], fmt: str = "PNG", dpi: int = 200) -> bytes:
+    """An image file of text (``fmt``: PNG, JPEG, TIFF, WEBP); a list of pages makes a multi-page TIFF."""
+    pages = lines if lines and isinstance(lines[0], list) else [lines]
+    scans = [page_images(pdf([page]), dpi)[0] for page in pages]
+    out = io.BytesIO()
+    options = {"save_all": True, "append_images": scans[1:]} if len(scans) > 1 else {}
+    scans[0].save(out, fmt, dpi=(dpi, dpi), **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}), **options)
+    return out.getvalue()

@@ -121,7 +121,7 @@ def test_other_changes_keep_the_version_and_an_unchanged_save_does_nothing(staff
     [
         ({"stages": [{"name": "detect"}, {"name": "extract_text", "params": {"max_chars": 0}}]},
          "stages[1].params.max_chars: 0 is less than the minimum of 1"),
-        ({"stages": [{"name": "ocr"}]}, "stages[0].name: Unknown stage &#x27;ocr&#x27;"),
+        ({"stages": [{"name": "teleport"}]}, "stages[0].name: Unknown stage &#x27;teleport&#x27;"),
         ({"stages": [{"name": "detect", "params": {"bogus": 1}}]}, "stages[0].params: Unknown parameter: bogus"),
         ({"stages": []}, "stages: Must be a list of 1 to 50 stages."),
         ({"stages": [{"name": "detect"}], "extra": True}, "extra: Unknown field."),

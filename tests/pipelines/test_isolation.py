@@ -100,12 +100,12 @@ def test_it_runs_a_document_in_a_child_process(pool, document):
 
 
 def test_a_stage_error_comes_back_with_its_stage_and_record(pool, tmp_path):
-    path = tmp_path / "image.png"
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(32))
+    path = tmp_path / "image.gif"
+    path.write_bytes(b"GIF89a" + bytes(32))
     pool.warm()
     child = pool.pid
     with pytest.raises(StageError) as caught:
-        pool.run([spec("checksum"), spec("detect")], Document(str(path), "image.png", 40), key="job-1")
+        pool.run([spec("checksum"), spec("detect")], Document(str(path), "image.gif", 38), key="job-1")
     assert (caught.value.code, caught.value.stage) == ("unsupported_type", "detect")
     assert list(caught.value.record) == ["checksum"]
     assert pool.pid == child  # an ordinary failure: the child lives on

@@ -38,7 +38,7 @@ def test_a_new_config_makes_a_new_version_and_jobs_keep_theirs(as_owner, as_memb
 @pytest.mark.parametrize(
     "config, path",
     [
-        ({"stages": [{"name": "ocr"}]}, "config.stages[0].name"),
+        ({"stages": [{"name": "teleport"}]}, "config.stages[0].name"),
         ({"stages": [{"name": "detect"}, {"name": "extract_text", "params": {"max_pages": -1}}]},
          "config.stages[1].params.max_pages"),
         ({"stages": []}, "config.stages"),
@@ -91,7 +91,7 @@ def test_jobs_without_a_pipeline_run_the_default_one(as_member, as_owner, org):
     job = as_member.post("/api/v1/jobs", {"source_type": "text", "text": "hello"}, format="json").json()
     assert job["pipeline"]["name"] == "default" and job["pipeline"]["version"] == 1
     default = Pipeline.objects.get(organization=org, name="default")
-    assert [s["name"] for s in default.config["stages"]] == ["detect", "extract_text", "language", "quality"]
+    assert [s["name"] for s in default.config["stages"]] == ["detect", "extract_text", "ocr", "language", "quality"]
     assert as_owner.delete(f"{PIPELINES}/{default.id}").status_code == 409
     assert as_owner.patch(f"{PIPELINES}/{default.id}", {"is_active": False}, format="json").status_code == 409
 

@@ -6,7 +6,7 @@ from pipelines.validation import DEFAULT_CONFIG, normalized, validate_config
 def test_the_default_config_is_valid_and_normalizes_with_defaults():
     assert validate_config(DEFAULT_CONFIG) == {}
     stages = normalized(DEFAULT_CONFIG)["stages"]
-    assert [s["name"] for s in stages] == ["detect", "extract_text", "language", "quality"]
+    assert [s["name"] for s in stages] == ["detect", "extract_text", "ocr", "language", "quality"]
     assert stages[1]["params"]["max_pages"] == 2000 and stages[1]["retry"] == {
         "attempts": 3,
         "backoff_seconds": 1,
@@ -20,7 +20,7 @@ def test_the_default_config_is_valid_and_normalizes_with_defaults():
     [
         ([], "config"),
         ({"stages": []}, "config.stages"),
-        ({"stages": [{"name": "ocr"}]}, "config.stages[0].name"),
+        ({"stages": [{"name": "teleport"}]}, "config.stages[0].name"),
         ({"stages": [{"name": "detect"}, {"name": "extract_text", "params": {"max_pages": 0}}]},
          "config.stages[1].params.max_pages"),
         ({"stages": [{"name": "detect"}, {"name": "extract_text", "params": {"colour": "red"}}]},

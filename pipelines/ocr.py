@@ -1,0 +1,124 @@
+"""Optical character recognition with Tesseract: pages of PDFs rendered with pypdfium2, and images.
+
+Tesseract and its language data come from Debian's packages (``tesseract-ocr``,
+``tesseract-ocr-<code>``; ``scripts/ensure-ocr.sh`` installs those of ``OCR_LANGUAGES``);
+nothing is downloaded at run time. The binding is tesserocr, which keeps the engine and its
+models loaded in the process (one engine per language set, made on first use in each parser
+child process): the CLI (pytesseract) starts a process and loads the models for every page
+(README, "OCR"). A page past its time limit raises ``StageError("stage_timeout")``.
+"""
+
+import glob
+import io
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
+
+from pipelines.stages.base import StageError
+
+# One thread per engine: workers already run one document per core, and a forked parser process
+# must not inherit an OpenMP thread pool. Read by Tesseract when it loads (tesserocr's import).
+os.environ.setdefault("OMP_THREAD_LIMIT", "1")
+
+MODES = {
+    "fast": "the text layer only, never OCR",
+    "standard": "the text layer; OCR for the pages whose text layer is empty or garbage, and for images",
+    "accurate": "OCR every page and keep, per page, the better of the text layer and OCR",
+    "ocr": "OCR only, the text layer ignored",
+}
+DEFAULT_MODE = "standard"
+LANGUAGE_CODE = r"^[a-z][a-z_]{1,15}$"  # eng, fra, chi_sim, ...
+
+
+def tessdata() -> str:
+    """Where the language data is: ``TESSDATA_PREFIX``, else Debian's folder."""
+    configured = os.environ.get("TESSDATA_PREFIX")
+    if configured:
+        return configured.rstrip("/") + "/"
+    found = sorted(glob.glob("/usr/share/tesseract-ocr/*/tessdata"))
+    return (found[-1] + "/") if found else "/usr/share/tesseract-ocr/5/tessdata/"
+
+
+def default_languages() -> list[str]:
+    from django.conf import settings
+
+    return list(settings.OCR_LANGUAGES)
+
+
+@lru_cache(maxsize=1)
+def installed_languages() -> frozenset[str]:
+    import tesserocr
+
+    return frozenset(tesserocr.get_languages(tessdata())[1]) - {"osd"}
+
+
+@lru_cache(maxsize=4)
+def _engine(languages: str):
+    import tesserocr
+
+    return tesserocr.PyTessBaseAPI(path=tessdata(), lang=languages, psm=tesserocr.PSM.AUTO)
+
+
+def engine(languages: list[str]):
+    """This process's Tesseract engine for ``languages`` (loaded once, then reused)."""
+    missing = sorted(set(languages) - installed_languages())
+    if missing:
+        raise StageError("ocr_language_unavailable",
+                         f"No Tesseract language data for {', '.join(missing)} on this server "
+                         f"(installed: {', '.join(sorted(installed_languages())) or 'none'}); "
+                         "add the language to OCR_LANGUAGES.")  # fmt: skip
+    return _engine("+".join(languages))
+
+
+def warm() -> None:
+    """Loads the engine of ``OCR_LANGUAGES`` ahead of the first page (workers call it at start)."""
+    try:
+        engine(default_languages())
+    except StageError:
+        pass  # said clearly to the first job that needs it
+
+
+def recognize(image, languages: list[str], *, timeout_seconds: float) -> tuple[str, int]:
+    """The text of ``image`` (a PIL image) and Tesseract's mean word confidence (0-100)."""
+    api = engine(languages)
+    api.SetImage(image)
+    if not api.Recognize(timeout=int(timeout_seconds * 1000)):
+        api.Clear()
+        raise StageError("stage_timeout", f"OCR of a page took longer than {timeout_seconds:g} s.")
+    text = api.GetUTF8Text()
+    confidence = api.MeanTextConf()
+    api.Clear()
+    return text.strip(), max(confidence, 0)
+
+
+def render(page, dpi: int):
+    """A pypdfium2 page as a greyscale PIL image at ``dpi``."""
+    bitmap = page.render(scale=dpi / 72, grayscale=True)
+    try:
+        return bitmap.to_pil()
+    finally:
+        bitmap.close()
+
+
+@contextmanager
+def opened_image(data: bytes):
+    """The image file ``data`` opened with Pillow. A corrupt one raises
+    ``StageError("invalid_document")``; one past Pillow's decompression-bomb limit (about 179
+    megapixels) ``StageError("too_large")``."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            yield image
+    except Image.DecompressionBombError as exc:
+        raise StageError("too_large", f"The image is too large to OCR: {exc}.") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise StageError("invalid_document", f"The image cannot be read: {exc}.") from None
+
+
+def frames(image) -> Iterator:
+    """The pages of an opened image (a multi-page TIFF has several), greyscale."""
+    for index in range(getattr(image, "n_frames", 1)):
+        image.seek(index)
+        yield image.convert("L")

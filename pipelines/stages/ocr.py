@@ -1,0 +1,122 @@
+"""Text of scans and photos: pages Tesseract reads (``pipelines.ocr``), chosen by the job's mode.
+
+- ``fast``: the text layer only; nothing is rendered or read.
+- ``standard`` (default): the text layer, and OCR for the pages whose text layer is empty or
+  scores as garbage (``quality.assess``), and for images; a text-layer PDF costs no OCR at all.
+- ``accurate``: every page is read, and each keeps the better of its text layer and its OCR.
+- ``ocr``: every page is read; the text layer is ignored.
+
+Documents without pages (DOCX, HTML, text) pass through with their extracted text.
+"""
+
+from collections.abc import Iterator
+
+from pipelines import detection, ocr
+from pipelines.stages.base import StageContext, StageError, stage
+from pipelines.stages.quality import assess
+
+MIN_LAYER_CHARS = 16  # fewer visible characters than this: the page has no real text layer (a scan)
+GARBAGE_SCORE = 0.5  # a text layer scoring below this is read again by OCR in ``standard`` mode
+
+
+@stage(
+    name="ocr",
+    description="Reads scans and photos with Tesseract: PDF pages rendered at `dpi`, PNG/JPEG/TIFF/WebP images. "
+    "The job's mode chooses the pages: fast (none), standard (pages whose text layer is empty or garbage, and "
+    "images), accurate (every page, keeping the better of text layer and OCR), ocr (every page, OCR only). "
+    "Gives each page's text, source, OCR confidence and quality score.",
+    params={
+        "languages": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": 8,
+            "uniqueItems": True,
+            "items": {"type": "string", "pattern": ocr.LANGUAGE_CODE},
+            "description": "Tesseract language codes (eng, fra, deu, ...); by default the server's OCR_LANGUAGES.",
+        },
+        "dpi": {"type": "integer", "minimum": 72, "maximum": 600, "default": 300},
+        "max_pages": {
+            "type": "integer",
+            "minimum": 1,
+            "maximum": 10000,
+            "default": 500,
+            "description": "Most pages OCR may read in one document.",
+        },
+        "page_timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 120},
+    },  # fmt: skip
+    needs=("extract_text",),
+    warm=ocr.warm,
+)
+def run(context: StageContext, params: dict) -> dict:
+    extracted = context.require("extract_text")
+    mime_type = context.require("detect")["mime_type"]
+    layer = extracted.get("pages")
+    if layer is None:  # no pages: DOCX, HTML, text
+        return {"text": extracted["text"], "pages": [], "ocr_pages": 0}
+    image = mime_type in detection.IMAGES
+    plan = [_reads(text, context.mode, image=image) for text in layer]
+    if sum(plan) > params["max_pages"]:
+        raise StageError("too_many_pages", f"{sum(plan)} pages need OCR; the limit is {params['max_pages']}.")
+    languages = params.get("languages") or ocr.default_languages()
+    pages = []
+    for number, (text, picture) in enumerate(zip(layer, _pictures(context, image, plan, params["dpi"]),
+                                                 strict=True), start=1):  # fmt: skip
+        page = _page(number, text, "text_layer", None)
+        if picture is not None:
+            read, confidence = ocr.recognize(picture, languages, timeout_seconds=params["page_timeout_seconds"])
+            read_page = _page(number, read, "ocr", confidence)
+            if context.mode == "ocr" or image or read_page["quality_score"] > page["quality_score"]:
+                page = read_page
+            else:
+                page["ocr_confidence"] = confidence  # read, and the text layer was better
+        pages.append(page)
+    return {
+        "text": "\n\n".join(page["text"] for page in pages),
+        "pages": pages,
+        "ocr_pages": sum(plan),
+        "languages": languages if any(plan) else [],
+        "dpi": params["dpi"] if any(plan) else None,
+    }
+
+
+def _reads(layer_text: str, mode: str, *, image: bool) -> bool:
+    """Whether OCR reads this page."""
+    if mode == "fast":
+        return False
+    if mode in ("ocr", "accurate") or image:
+        return True
+    visible = sum(not ch.isspace() for ch in layer_text)
+    return visible < MIN_LAYER_CHARS or assess(layer_text)["quality_score"] < GARBAGE_SCORE
+
+
+def _page(number: int, text: str, source: str, confidence: int | None) -> dict:
+    return {"number": number, "text": text, "source": source, "ocr_confidence": confidence, "chars": len(text),
+            "quality_score": assess(text)["quality_score"]}  # fmt: skip
+
+
+def _pictures(context: StageContext, image: bool, plan: list[bool], dpi: int) -> Iterator:
+    """Per page, the picture OCR reads (None for a page it does not): a PDF page rendered at
+    ``dpi``, or an image's frame. Nothing is opened when no page is read."""
+    if not any(plan):
+        yield from (None for _ in plan)
+        return
+    if image:
+        with ocr.opened_image(context.read()) as opened:
+            for frame, read in zip(ocr.frames(opened), plan, strict=False):
+                yield frame if read else None
+        return
+    import pypdfium2
+
+    document = pypdfium2.PdfDocument(context.read())
+    try:
+        for index, read in enumerate(plan):
+            if not read:
+                yield None
+                continue
+            page = document[index]
+            try:
+                yield ocr.render(page, dpi)
+            finally:
+                page.close()
+    finally:
+        document.close()
