@@ -12,7 +12,7 @@ WEB_PORT ?= 8000
 TEST_DATABASE_URL ?= postgres://postgres:postgres@127.0.0.1:5432/pipeline
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/15
 PYTEST_ARGS ?=
-BENCHES := auth jobs_create jobs_list upload_rss engine pdf engine_real worker_memory webhooks audit
+BENCHES := auth jobs_create jobs_list upload_rss engine pdf engine_real worker_memory webhooks audit ocr
 
 .PHONY: run test fuzz venv schema lint clean $(addprefix bench-,$(subst _,-,$(BENCHES)))
 

@@ -212,8 +212,9 @@ class JobAdmin(LargeTableAdmin, ReadOnlyAdmin):
 
     def get_object(self, request, object_id, from_field=None):
         related = ["organization", "created_by", "created_by_key", "pipeline", "pipeline_version", "retried_from"]
-        # The result's text (up to RESULT_INLINE_MAX_SIZE) is left out: result_text_view serves it.
-        queryset = self.get_queryset(request).select_related(*related, "result").defer("result__extracted_text")
+        # The result's text and Markdown (up to RESULT_INLINE_MAX_SIZE each) are left out: result_text_view serves it.
+        queryset = self.get_queryset(request).select_related(*related, "result")
+        queryset = queryset.defer("result__extracted_text", "result__markdown")
         try:
             return queryset.get(pk=Job._meta.pk.to_python(object_id))
         except (Job.DoesNotExist, ValidationError):
@@ -330,7 +331,7 @@ class JobAdmin(LargeTableAdmin, ReadOnlyAdmin):
         audit_staff_action(request=request, action="admin.jobs.result_text", obj=job,
                            details={"text_size": result.text_size})  # fmt: skip
         if result.output_uri:
-            response = stored_text_response(result.output_uri, result.text_size)
+            response = stored_text_response(result.output_uri)
         else:
             text = JobResult.objects.filter(pk=result.pk).values_list("extracted_text", flat=True).get()
             response = HttpResponse(text, content_type="text/plain; charset=utf-8")

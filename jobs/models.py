@@ -230,6 +230,8 @@ class JobResult(models.Model):
     processing_time_ms = models.PositiveIntegerField(default=0)
     output_uri = models.CharField(max_length=500, blank=True, help_text="Storage name of the text when large.")
     text_size = models.PositiveBigIntegerField(default=0, help_text="Bytes of UTF-8 text.")
+    markdown = models.TextField(blank=True, help_text="The Markdown rendering; empty when in storage (markdown_uri).")
+    markdown_uri = models.CharField(max_length=500, blank=True, help_text="Storage name of the Markdown when large.")
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)
 

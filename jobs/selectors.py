@@ -176,6 +176,14 @@ def job_result_text(result: JobResult) -> str:
         return stored.read().decode()
 
 
+def job_result_markdown(result: JobResult) -> str:
+    """A result's whole Markdown rendering, inline or from storage."""
+    if not result.markdown_uri:
+        return result.markdown
+    with default_storage.open(result.markdown_uri, "rb") as stored:
+        return stored.read().decode()
+
+
 # --- The staff dashboard (pipeline_project/dashboard.py) ---------------------------------------
 # Every read is bounded by time over the polling index (status, priority, created_at): PostgreSQL's
 # index condition is the statuses and a created_at range (checked with EXPLAIN), so a read costs the

@@ -576,16 +576,16 @@ def job_results_expire(*, dry_run: bool = False, batch_size: int = 500, progress
         return job_results_expirable(now=cutoff).count()
 
     def expire(batch: list[tuple]) -> None:
-        JobResult.objects.filter(job_id__in=[job_id for job_id, _, _ in batch]).delete()
-        stored = [uri for _, uri, _ in batch if uri]
+        JobResult.objects.filter(job_id__in=[job_id for job_id, *_ in batch]).delete()
+        stored = [uri for _, text_uri, markdown_uri, _ in batch for uri in (text_uri, markdown_uri) if uri]
         transaction.on_commit(lambda: _delete_stored(stored))
         by_organization = {}
-        for job_id, _, organization_id in batch:
+        for job_id, _, _, organization_id in batch:
             by_organization.setdefault(organization_id, []).append(job_id)
         announcements.results_expired(by_organization)
 
     return in_locked_batches(job_results_expirable(now=cutoff).order_by("expires_at"),
-                             ["job_id", "output_uri", "job__organization_id"], expire,
+                             ["job_id", "output_uri", "markdown_uri", "job__organization_id"], expire,
                              batch_size=batch_size, progress=progress)  # fmt: skip
 
 
@@ -884,14 +884,17 @@ def _save_files(files: list[JobFile]) -> None:
 
 
 def job_complete(job: Job, *, files: list[JobFile], text: str, stages: int, message: str = "completed",
-                 **result) -> None:  # fmt: skip
+                 markdown: str = "", **result) -> None:  # fmt: skip
     """Completes a claimed job in one transaction: the job (fenced), its event, its result and
-    its files' final states. A text larger than ``RESULT_INLINE_MAX_SIZE`` goes to storage (and
-    is deleted again if the transaction fails, e.g. the job was cancelled meanwhile)."""
+    its files' final states. A text (or Markdown) larger than ``RESULT_INLINE_MAX_SIZE`` goes to
+    storage (and is deleted again if the transaction fails, e.g. the job was cancelled meanwhile)."""
     encoded = text.encode()
-    output_uri = ""
+    output_uri = markdown_uri = ""
     if len(encoded) > settings.RESULT_INLINE_MAX_SIZE:
         output_uri = default_storage.save(result_path(job), ContentFile(encoded))
+    rendered = markdown.encode()
+    if len(rendered) > settings.RESULT_INLINE_MAX_SIZE:
+        markdown_uri = default_storage.save(result_path(job, "md"), ContentFile(rendered))
     try:
         with transaction.atomic():
             _finish(job, JobStatus.COMPLETED, message, progress_percent=100, progress_stage="",
@@ -901,19 +904,20 @@ def job_complete(job: Job, *, files: list[JobFile], text: str, stages: int, mess
                 output_uri=output_uri,
                 extracted_text="" if output_uri else text,
                 text_size=len(encoded),
+                markdown="" if markdown_uri else markdown,
+                markdown_uri=markdown_uri,
                 expires_at=timezone.now() + timedelta(seconds=settings.RESULT_RETENTION),
                 **result,
             )
             _save_files(files)
             announcements.status_changed(job, JobStatus.COMPLETED)
     except BaseException:
-        if output_uri:
-            _delete_stored([output_uri])
+        _delete_stored([uri for uri in (output_uri, markdown_uri) if uri])
         raise
 
 
-def result_path(job: Job) -> str:
-    return f"results/{job.organization_id}/{job.pk}/text.txt"
+def result_path(job: Job, extension: str = "txt") -> str:
+    return f"results/{job.organization_id}/{job.pk}/text.{extension}"
 
 
 def job_fail(job: Job, *, code: str, message: str, stage: str | None, files: list[JobFile] = ()) -> None:

@@ -14,7 +14,7 @@ from pipelines.stages import REGISTRY, StageContext, StageError
 
 logger = logging.getLogger(__name__)
 
-BULKY_OUTPUTS = ("text", "pages")  # kept in the job's result, not in each file's stage record
+BULKY_OUTPUTS = ("text", "pages", "markdown")  # kept in the job's result, not in each file's stage record
 
 
 @dataclass(frozen=True)
@@ -104,9 +104,11 @@ def summarize(documents: list[tuple[dict, dict[str, dict]]]) -> dict:
     """A job's result from its documents' ``(identity, outputs)``: the texts joined, each
     document's identity and slimmed stage outputs, the mean quality score."""
     texts = [_text(outputs) for _, outputs in documents]
+    renderings = [_markdown(outputs) for _, outputs in documents]
     scores = [outputs["quality"]["quality_score"] for _, outputs in documents if "quality" in outputs]
     return {
         "text": "\n\n".join(text for text in texts if text),
+        "markdown": "\n\n---\n\n".join(rendering for rendering in renderings if rendering),
         "result_metadata": {
             "files": [
                 {**identity, **{name: slim(output) for name, output in outputs.items()}, **_pages(outputs)}
@@ -119,6 +121,12 @@ def summarize(documents: list[tuple[dict, dict[str, dict]]]) -> dict:
 
 def _text(outputs: dict[str, dict]) -> str:
     return (outputs.get("ocr") or outputs.get("extract_text") or {}).get("text", "")
+
+
+def _markdown(outputs: dict[str, dict]) -> str:
+    if "markdown" in outputs.get("ocr", {}):
+        return outputs["ocr"]["markdown"]
+    return outputs.get("extract_text", {}).get("markdown", "")
 
 
 def _pages(outputs: dict[str, dict]) -> dict:

@@ -343,6 +343,9 @@ class JobResultSerializer(serializers.Serializer):
     text = serializers.SerializerMethodField(help_text="The text, when small enough to send inline; else null.")
     text_url = serializers.SerializerMethodField(help_text="GET it for the text as text/plain (streamed).")
     text_size = serializers.IntegerField(help_text="Bytes of UTF-8 text.")
+    markdown_url = serializers.SerializerMethodField(
+        help_text="GET it for the result as text/markdown: headings, lists, tables and page breaks kept."
+    )
     quality_score = serializers.FloatField(allow_null=True)
     processing_time_ms = serializers.IntegerField()
     metadata = serializers.DictField(source="result_metadata")
@@ -354,6 +357,9 @@ class JobResultSerializer(serializers.Serializer):
 
     def get_text_url(self, result) -> str:
         return self.context["request"].build_absolute_uri(f"/api/v1/jobs/{result.job_id}/result/text")
+
+    def get_markdown_url(self, result) -> str:
+        return self.context["request"].build_absolute_uri(f"/api/v1/jobs/{result.job_id}/result/markdown")
 
 
 class QueueStateSerializer(serializers.Serializer):

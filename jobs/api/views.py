@@ -71,6 +71,7 @@ class JobViewSet(viewsets.GenericViewSet):
         "delete_file": roles.JOBS_CREATE,
         "result": roles.JOBS_READ,
         "result_text": roles.JOBS_READ,
+        "result_markdown": roles.JOBS_READ,
     }
     queryset = Job.objects.none()  # for the schema; requests use the selectors
     serializer_class = JobSerializer
@@ -287,8 +288,26 @@ class JobViewSet(viewsets.GenericViewSet):
     def result_text(self, request, pk=None):
         result = selectors.job_result(job=self.get_object())
         if result.output_uri:  # a large text, in storage
-            return stored_text_response(result.output_uri, result.text_size)
+            return stored_text_response(result.output_uri)
         return HttpResponse(result.extracted_text, content_type="text/plain; charset=utf-8")
+
+    @extend_schema(
+        summary="The result as Markdown",
+        description="Headings, lists and tables of DOCX and HTML kept, the pages of PDFs and scans marked "
+        "(`<!-- page N -->`), CSV as a table; documents of a job separated by `---`. As `text/markdown`; a "
+        "redirect (302) to a presigned URL when results are stored on S3. Errors are JSON.",
+        responses={
+            (200, "text/markdown"): OpenApiTypes.STR,
+            302: None,
+            **errors(not_found=NO_RESULT, conflict=NOT_COMPLETED),
+        },
+    )
+    @action(detail=True, methods=["get"], url_path="result/markdown")
+    def result_markdown(self, request, pk=None):
+        result = selectors.job_result(job=self.get_object())
+        if result.markdown_uri:  # a large rendering, in storage
+            return stored_text_response(result.markdown_uri, content_type="text/markdown; charset=utf-8")
+        return HttpResponse(result.markdown, content_type="text/markdown; charset=utf-8")
 
     def get_object(self):
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])

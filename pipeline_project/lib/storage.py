@@ -44,14 +44,12 @@ def display_name(name: str, default: str = "file") -> str:
     return name[:255] or default
 
 
-def stored_text_response(name: str, size: int) -> HttpResponse:
-    """The stored UTF-8 text ``name`` (``size`` bytes) as a response: on S3 a redirect to a
-    presigned URL (the bytes never pass through the web process), on local disk streamed."""
+def stored_text_response(name: str, *, content_type: str = "text/plain; charset=utf-8") -> HttpResponse:
+    """The stored UTF-8 text ``name`` as a response: on S3 a redirect to a presigned URL (the
+    bytes never pass through the web process), on local disk streamed (with its length)."""
     if settings.AWS_STORAGE_BUCKET_NAME:
         return HttpResponseRedirect(default_storage.url(name))
-    response = FileResponse(default_storage.open(name, "rb"), content_type="text/plain; charset=utf-8")
-    response["Content-Length"] = size
-    return response
+    return FileResponse(default_storage.open(name, "rb"), content_type=content_type)
 
 
 @contextmanager

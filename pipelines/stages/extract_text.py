@@ -4,12 +4,14 @@ Every format has limits (pages, output size, decompressed size) that end in a cl
 ``StageError``, never a crashed or hung worker.
 """
 
+import csv
 import importlib
+import io
 import json
 
 from charset_normalizer import from_bytes
 
-from pipelines import archives, detection, ocr
+from pipelines import archives, detection, markdown, ocr
 from pipelines.stages.base import StageContext, StageError, stage
 
 MiB = 1024 * 1024
@@ -67,7 +69,8 @@ def _pdf(context: StageContext, params: dict) -> dict:
             page.close()
     finally:
         document.close()
-    return {"text": "\n\n".join(pages), "pages": pages, "page_count": page_count}
+    return {"text": "\n\n".join(pages), "pages": pages, "page_count": page_count,
+            "markdown": markdown.pages(pages)}  # fmt: skip
 
 
 def _image(context: StageContext, params: dict) -> dict:
@@ -76,7 +79,7 @@ def _image(context: StageContext, params: dict) -> dict:
         page_count = getattr(image, "n_frames", 1)
     if page_count > params["max_pages"]:
         raise StageError("too_many_pages", f"The image has {page_count} pages; the limit is {params['max_pages']}.")
-    return {"text": "", "pages": [""] * page_count, "page_count": page_count}
+    return {"text": "", "pages": [""] * page_count, "page_count": page_count, "markdown": ""}
 
 
 def _docx(context: StageContext, params: dict) -> dict:
@@ -92,7 +95,8 @@ def _docx(context: StageContext, params: dict) -> dict:
     for table in document.tables:
         for row in table.rows:
             blocks.append("\t".join(cell.text for cell in row.cells))
-    return {"text": "\n".join(blocks), "paragraphs": len(document.paragraphs), "tables": len(document.tables)}
+    return {"text": "\n".join(blocks), "paragraphs": len(document.paragraphs), "tables": len(document.tables),
+            "markdown": markdown.docx(document)}  # fmt: skip
 
 
 def _decode(context: StageContext, params: dict) -> str:
@@ -117,15 +121,24 @@ def _html(context: StageContext, params: dict) -> dict:
         raise StageError("invalid_document", f"The HTML cannot be parsed: {exc}.") from None
     for element in tree.xpath("//script|//style|//noscript|//template"):
         element.drop_tree()
+    rendered = markdown.html(tree)  # before the block tails below, which are not markup
     for element in tree.iter(*_BLOCK_TAGS):  # a block ends a line, as a browser shows it
         element.tail = "\n" + (element.tail or "")
     title = (tree.findtext(".//title") or "").strip()
     lines = (line.strip() for line in tree.text_content().splitlines())
-    return {"text": "\n".join(line for line in lines if line), "title": title}
+    return {"text": "\n".join(line for line in lines if line), "title": title, "markdown": rendered}
 
 
 def _text(context: StageContext, params: dict) -> dict:
-    return {"text": _decode(context, params)}
+    text = _decode(context, params)
+    mime_type = context.require("detect")["mime_type"]
+    if mime_type == detection.MARKDOWN:
+        rendered = text
+    elif mime_type == detection.CSV:
+        rendered = markdown.table(list(csv.reader(io.StringIO(text))))
+    else:
+        rendered = markdown.escape(text)
+    return {"text": text, "markdown": rendered}
 
 
 def _json(context: StageContext, params: dict) -> dict:
@@ -134,7 +147,7 @@ def _json(context: StageContext, params: dict) -> dict:
         json.loads(text)
     except ValueError as exc:
         raise StageError("invalid_document", f"The JSON is malformed: {exc}.") from None
-    return {"text": text}
+    return {"text": text, "markdown": f"```json\n{text}\n```"}
 
 
 _EXTRACTORS = {

@@ -11,7 +11,7 @@ Documents without pages (DOCX, HTML, text) pass through with their extracted tex
 
 from collections.abc import Iterator
 
-from pipelines import detection, ocr
+from pipelines import detection, markdown, ocr
 from pipelines.stages.base import StageContext, StageError, stage
 from pipelines.stages.quality import assess
 
@@ -70,9 +70,11 @@ def run(context: StageContext, params: dict) -> dict:
             else:
                 page["ocr_confidence"] = confidence  # read, and the text layer was better
         pages.append(page)
+    texts = [page["text"] for page in pages]
     return {
-        "text": "\n\n".join(page["text"] for page in pages),
+        "text": "\n\n".join(texts),
         "pages": pages,
+        **({"markdown": markdown.pages(texts)} if any(plan) else {}),  # else the text layer's stands
         "ocr_pages": sum(plan),
         "languages": languages if any(plan) else [],
         "dpi": params["dpi"] if any(plan) else None,

@@ -1,5 +1,6 @@
 """Scans and images through the API, a worker of our class and its parser process: the job's mode
-reaches the ocr stage, per-page results come back in the result, and a mode is validated."""
+reaches the ocr stage, per-page results come back in the result, a mode is validated; the
+Markdown rendering at /result/markdown."""
 
 import pytest
 
@@ -53,3 +54,22 @@ def test_the_job_s_mode_reaches_the_pipeline_and_the_cache_keeps_modes_apart(as_
 def test_an_unknown_mode_is_refused(as_member, mode):
     response = as_member.post(JOBS, {"source_type": "text", "text": "x", "mode": mode}, format="json")
     assert response.status_code == 400 and "mode" in response.json()["error"]["details"]
+
+
+def test_the_markdown_rendering_is_served_inline_or_from_storage(as_member, run_worker, settings):
+    html = b"<html><body><h1>Title</h1><ul><li>one</li></ul><p>" + b"word " * 300 + b"</p></body></html>"
+    job_id = upload(as_member, "page.html", html)
+    assert as_member.get(f"{JOBS}/{job_id}/result/markdown").status_code == 409  # job_not_completed
+    run_worker()
+    body = result(as_member, job_id)
+    assert body["markdown_url"].endswith(f"/api/v1/jobs/{job_id}/result/markdown")
+    response = as_member.get(f"{JOBS}/{job_id}/result/markdown")
+    assert response["Content-Type"] == "text/markdown; charset=utf-8"
+    assert response.content.decode().startswith("# Title\n\n- one")
+    settings.RESULT_INLINE_MAX_SIZE = 40  # past it, the rendering is stored and streamed
+    stored = upload(as_member, "scan.png", image(["Stored rendering of a scanned page"]))
+    run_worker()
+    streamed = as_member.get(f"{JOBS}/{stored}/result/markdown")
+    text = b"".join(streamed.streaming_content).decode()
+    assert text.startswith("<!-- page 1 -->") and "Stored rendering" in text
+    assert Job.objects.get(pk=stored).result.markdown_uri
