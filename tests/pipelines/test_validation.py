@@ -46,3 +46,23 @@ def test_order_rules_are_resolved_not_refused():
 def test_integer_parameters_take_integers_only(params):
     config = {"stages": [{"name": "detect"}, {"name": "extract_text", "params": params}]}
     assert set(validate_config(config)) == {f"config.stages[1].params.{next(iter(params))}"}
+
+
+def test_default_pipelines_on_the_old_default_get_a_version_with_ocr(db, org, other_org):
+    import importlib
+
+    from django.apps import apps
+
+    from pipelines.models import Pipeline, PipelineVersion
+
+    migration = importlib.import_module("pipelines.migrations.0002_default_pipelines_read_scans")
+    old = Pipeline.objects.create(organization=org, name="default", config=migration.BEFORE)
+    PipelineVersion.objects.create(pipeline=old, version=1, config=migration.BEFORE)
+    edited = {"stages": [{"name": "detect"}, {"name": "extract_text"}]}
+    mine = Pipeline.objects.create(organization=other_org, name="default", config=edited)
+    migration.add_ocr(apps, None)
+    old.refresh_from_db()
+    assert (old.version, old.config) == (2, migration.AFTER) == (2, DEFAULT_CONFIG)
+    assert list(old.versions.order_by("version").values_list("version", flat=True)) == [1, 2]
+    mine.refresh_from_db()
+    assert (mine.version, mine.config) == (1, edited)  # edited by its organization: left alone
