@@ -338,6 +338,7 @@ def _store(job: Job, file: File, stored: list[str], *, name: str, mime_type: str
     builds it when not ``save``: then insert it with others, ``bulk_create``)."""
     storage_name = default_storage.save(upload_path(job.organization_id, job.id, name), file)
     stored.append(storage_name)
+    file.close()  # an upload's temporary file was moved into storage: nothing (no finalizer) may unlink it again
     job_file = JobFile.for_stored(job=job, storage_name=storage_name, name=display_name(name), size=file.size,
                                   mime_type=mime_type, sha256=sha256, result=result)  # fmt: skip
     if save:

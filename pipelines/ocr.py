@@ -31,6 +31,17 @@ DEFAULT_MODE = "standard"
 LANGUAGE_CODE = r"^[a-z][a-z_]{1,15}$"  # eng, fra, chi_sim, ...
 
 
+# ISO 639-1 codes (the language stage's) -> Tesseract's, for the second pass of the ocr stage
+TESSERACT_CODES = {
+    "af": "afr", "ar": "ara", "bg": "bul", "bn": "ben", "ca": "cat", "cs": "ces", "da": "dan", "de": "deu",
+    "el": "ell", "en": "eng", "es": "spa", "et": "est", "eu": "eus", "fa": "fas", "fi": "fin", "fr": "fra",
+    "ga": "gle", "gl": "glg", "he": "heb", "hi": "hin", "hr": "hrv", "hu": "hun", "id": "ind", "is": "isl",
+    "it": "ita", "ja": "jpn", "ko": "kor", "lt": "lit", "lv": "lav", "mk": "mkd", "ms": "msa", "mt": "mlt",
+    "nl": "nld", "no": "nor", "pl": "pol", "pt": "por", "ro": "ron", "ru": "rus", "sk": "slk", "sl": "slv",
+    "sq": "sqi", "sr": "srp", "sv": "swe", "th": "tha", "tr": "tur", "uk": "ukr", "vi": "vie", "zh": "chi_sim",
+}  # fmt: skip
+
+
 def tessdata() -> str:
     """Where the language data is: ``TESSDATA_PREFIX``, else Debian's folder."""
     configured = os.environ.get("TESSDATA_PREFIX")

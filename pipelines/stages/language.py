@@ -18,8 +18,13 @@ def _identifier():
     warm=_identifier,
 )
 def run(context: StageContext, params: dict) -> dict:
-    text = context.text()[: params["sample_chars"]]
+    language, confidence = identify(context.text()[: params["sample_chars"]])
+    return {"language": language, "confidence": confidence}
+
+
+def identify(text: str) -> tuple[str | None, float]:
+    """``(ISO 639-1 code, confidence 0..1)`` of ``text``; ``(None, 0.0)`` for text without letters."""
     if not any(ch.isalpha() for ch in text):
-        return {"language": None, "confidence": 0.0}
+        return None, 0.0
     language, confidence = _identifier().classify(text)
-    return {"language": language, "confidence": round(float(confidence), 4)}
+    return language, round(float(confidence), 4)

@@ -6,17 +6,24 @@
 - ``accurate``: every page is read, and each keeps the better of its text layer and its OCR.
 - ``ocr``: every page is read; the text layer is ignored.
 
-Documents without pages (DOCX, HTML, text) pass through with their extracted text.
+Each page OCR reads is read with the configured languages, and again with the language that
+first reading is in (identified as the language stage does) when that language's data is
+installed but was not among them: a French scan read with ``eng`` (the default OCR_LANGUAGES)
+gets its accents where ``tesseract-ocr-fra`` is installed. Documents without pages (DOCX, HTML,
+text) pass through with their extracted text.
 """
 
 from collections.abc import Iterator
 
 from pipelines import detection, markdown, ocr
 from pipelines.stages.base import StageContext, StageError, stage
+from pipelines.stages.language import identify
 from pipelines.stages.quality import assess
 
 MIN_LAYER_CHARS = 16  # fewer visible characters than this: the page has no real text layer (a scan)
 GARBAGE_SCORE = 0.5  # a text layer scoring below this is read again by OCR in ``standard`` mode
+SECOND_PASS_MIN_CHARS = 40  # a first reading this long tells its language
+SECOND_PASS_MIN_CONFIDENCE = 0.8
 
 
 @stage(
@@ -43,6 +50,12 @@ GARBAGE_SCORE = 0.5  # a text layer scoring below this is read again by OCR in `
             "description": "Most pages OCR may read in one document.",
         },
         "page_timeout_seconds": {"type": "integer", "minimum": 1, "maximum": 3600, "default": 120},
+        "second_pass": {
+            "type": "boolean",
+            "default": True,
+            "description": "Read a page again with the language its first reading is in (detected as "
+            "the language stage does), when that language's data is installed and was not used.",
+        },
     },  # fmt: skip
     needs=("extract_text",),
     warm=ocr.warm,
@@ -63,12 +76,11 @@ def run(context: StageContext, params: dict) -> dict:
                                                  strict=True), start=1):  # fmt: skip
         page = _page(number, text, "text_layer", None)
         if picture is not None:
-            read, confidence = ocr.recognize(picture, languages, timeout_seconds=params["page_timeout_seconds"])
-            read_page = _page(number, read, "ocr", confidence)
+            read_page = _read(number, picture, languages, params)
             if context.mode == "ocr" or image or read_page["quality_score"] > page["quality_score"]:
                 page = read_page
             else:
-                page["ocr_confidence"] = confidence  # read, and the text layer was better
+                page["ocr_confidence"] = read_page["ocr_confidence"]  # read, and the text layer was better
         pages.append(page)
     texts = [page["text"] for page in pages]
     return {
@@ -79,6 +91,33 @@ def run(context: StageContext, params: dict) -> dict:
         "languages": languages if any(plan) else [],
         "dpi": params["dpi"] if any(plan) else None,
     }
+
+
+def _read(number: int, picture, languages: list[str], params: dict) -> dict:
+    """The page as OCR reads it with ``languages``; read again with the language of that first
+    reading put first when it is another one whose data is installed (``second_pass``), keeping
+    the reading Tesseract is more confident of."""
+    text, confidence = ocr.recognize(picture, languages, timeout_seconds=params["page_timeout_seconds"])
+    page = {**_page(number, text, "ocr", confidence), "languages": languages}
+    detected = _other_language(text, languages) if params["second_pass"] else None
+    if detected is None:
+        return page
+    again = [detected, *languages]
+    text, confidence = ocr.recognize(picture, again, timeout_seconds=params["page_timeout_seconds"])
+    if confidence <= page["ocr_confidence"]:
+        return page
+    return {**_page(number, text, "ocr", confidence), "languages": again}
+
+
+def _other_language(text: str, languages: list[str]) -> str | None:
+    """The Tesseract language ``text`` is in, if it is installed and not among ``languages``."""
+    if len(text) < SECOND_PASS_MIN_CHARS:
+        return None
+    code, confidence = identify(text)
+    detected = ocr.TESSERACT_CODES.get(code or "")
+    if confidence < SECOND_PASS_MIN_CONFIDENCE or detected is None or detected in languages:
+        return None
+    return detected if detected in ocr.installed_languages() else None
 
 
 def _reads(layer_text: str, mode: str, *, image: bool) -> bool:

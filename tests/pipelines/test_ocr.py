@@ -120,13 +120,23 @@ def test_a_page_past_its_time_limit_is_a_stage_timeout():
     assert error.value.code == "stage_timeout"
 
 
+FRENCH = [["Le comité a été prévenu à côté de la forêt", "où les élèves étudièrent le français."]]
+
+
 def test_the_language_decides_the_letters():
-    french = [["Le comité a été prévenu à côté de la forêt", "où les élèves étudièrent le français."]]
-    data = image(french[0])
-    assert similarity(run(data, languages=["fra"])["ocr"]["text"], french) > similarity(
-        run(data, languages=["eng"])["ocr"]["text"], french
-    )
-    assert "é" in run(data, languages=["fra"])["ocr"]["text"]
+    data = image(FRENCH[0])
+    in_french = run(data, languages=["fra"])["ocr"]["text"]
+    in_english = run(data, languages=["eng"], second_pass=False)["ocr"]["text"]
+    assert similarity(in_french, FRENCH) > similarity(in_english, FRENCH) and "é" in in_french
+
+
+def test_a_page_in_another_installed_language_is_read_again_in_it(settings):
+    assert settings.OCR_LANGUAGES == ["eng"]
+    page = run(image(FRENCH[0]))["ocr"]["pages"][0]
+    assert page["languages"] == ["fra", "eng"] and "é" in page["text"]
+    assert similarity(page["text"], FRENCH) >= 0.9
+    english = run(image(["The committee was warned beside the forest", "where the pupils studied English."]))
+    assert english["ocr"]["pages"][0]["languages"] == ["eng"]  # read once
 
 
 def test_a_language_without_its_data_is_a_clear_error():
