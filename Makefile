@@ -37,7 +37,7 @@ test: venv
 	@scripts/ensure-postgres.sh "$(TEST_DATABASE_URL)"
 	@scripts/ensure-redis.sh "$(TEST_REDIS_URL)"
 	@scripts/ensure-test-tools.sh
-	@scripts/ensure-ocr.sh eng fra deu
+	@scripts/ensure-ocr.sh eng fra deu rus
 	ruff check .
 	$(RUN_PYTEST) $(PYTEST_ARGS)
 

@@ -42,6 +42,15 @@ TESSERACT_CODES = {
 }  # fmt: skip
 
 
+# Scripts Tesseract's orientation and script detection (osd) names -> languages written in them
+SCRIPT_LANGUAGES = {
+    "Arabic": ("ara", "fas"), "Bengali": ("ben",), "Cyrillic": ("rus", "ukr", "bul", "srp", "mkd"),
+    "Devanagari": ("hin", "mar", "nep"), "Greek": ("ell",), "Han": ("chi_sim", "chi_tra"), "Hangul": ("kor",),
+    "Hebrew": ("heb",), "Japanese": ("jpn",), "Katakana": ("jpn",), "Hiragana": ("jpn",), "Thai": ("tha",),
+    "Latin": ("eng", "fra", "deu", "spa", "ita", "por", "nld", "pol", "ces", "swe", "dan", "fin", "tur", "ron"),
+}  # fmt: skip
+
+
 def tessdata() -> str:
     """Where the language data is: ``TESSDATA_PREFIX``, else Debian's folder."""
     configured = os.environ.get("TESSDATA_PREFIX")
@@ -58,10 +67,14 @@ def default_languages() -> list[str]:
 
 
 @lru_cache(maxsize=1)
-def installed_languages() -> frozenset[str]:
+def _all_languages() -> frozenset[str]:
     import tesserocr
 
-    return frozenset(tesserocr.get_languages(tessdata())[1]) - {"osd"}
+    return frozenset(tesserocr.get_languages(tessdata())[1])
+
+
+def installed_languages() -> frozenset[str]:
+    return _all_languages() - {"osd"}
 
 
 @lru_cache(maxsize=4)
@@ -88,6 +101,29 @@ def warm() -> None:
         engine(default_languages())
     except StageError:
         pass  # said clearly to the first job that needs it
+
+
+@lru_cache(maxsize=1)
+def _script_detector():
+    import tesserocr
+
+    return tesserocr.PyTessBaseAPI(path=tessdata(), lang="osd", psm=tesserocr.PSM.OSD_ONLY)
+
+
+def script(image) -> str | None:
+    """The script ``image`` is written in, as Tesseract's orientation and script detection names
+    it (``Latin``, ``Cyrillic``, ``Han``, ...); None when it cannot tell (no osd data, too little text)."""
+    if "osd" not in _all_languages():
+        return None
+    detector = _script_detector()
+    detector.SetImage(image)
+    try:
+        found = detector.DetectOrientationScript()
+    except RuntimeError:  # too few characters to tell
+        return None
+    finally:
+        detector.Clear()
+    return found.get("script_name") if found else None
 
 
 def recognize(image, languages: list[str], *, timeout_seconds: float) -> tuple[str, int]:

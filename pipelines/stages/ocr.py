@@ -9,8 +9,10 @@
 Each page OCR reads is read with the configured languages, and again with the language that
 first reading is in (identified as the language stage does) when that language's data is
 installed but was not among them: a French scan read with ``eng`` (the default OCR_LANGUAGES)
-gets its accents where ``tesseract-ocr-fra`` is installed. Documents without pages (DOCX, HTML,
-text) pass through with their extracted text.
+gets its accents where ``tesseract-ocr-fra`` is installed. A page read with little confidence whose
+script (Tesseract's script detection) none of the languages is written in is read again with the
+installed languages of that script: a Russian page on an ``eng`` server with ``rus`` installed.
+Documents without pages (DOCX, HTML, text) pass through with their extracted text.
 """
 
 from collections.abc import Iterator
@@ -24,6 +26,7 @@ MIN_LAYER_CHARS = 16  # fewer visible characters than this: the page has no real
 GARBAGE_SCORE = 0.5  # a text layer scoring below this is read again by OCR in ``standard`` mode
 SECOND_PASS_MIN_CHARS = 40  # a first reading this long tells its language
 SECOND_PASS_MIN_CONFIDENCE = 0.8
+SCRIPT_CHECK_CONFIDENCE = 60  # a first reading less confident than this: is the page in another script?
 
 
 @stage(
@@ -99,25 +102,38 @@ def _read(number: int, picture, languages: list[str], params: dict) -> dict:
     the reading Tesseract is more confident of."""
     text, confidence = ocr.recognize(picture, languages, timeout_seconds=params["page_timeout_seconds"])
     page = {**_page(number, text, "ocr", confidence), "languages": languages}
-    detected = _other_language(text, languages) if params["second_pass"] else None
-    if detected is None:
+    if not params["second_pass"]:
         return page
-    again = [detected, *languages]
+    again = _other_languages(text, languages)
+    if again is None and confidence < SCRIPT_CHECK_CONFIDENCE:
+        again = _script_languages(picture, languages)
+    if again is None:
+        return page
     text, confidence = ocr.recognize(picture, again, timeout_seconds=params["page_timeout_seconds"])
     if confidence <= page["ocr_confidence"]:
         return page
     return {**_page(number, text, "ocr", confidence), "languages": again}
 
 
-def _other_language(text: str, languages: list[str]) -> str | None:
-    """The Tesseract language ``text`` is in, if it is installed and not among ``languages``."""
+def _other_languages(text: str, languages: list[str]) -> list[str] | None:
+    """``languages`` with the one ``text`` is in first, if that one is installed and not among them."""
     if len(text) < SECOND_PASS_MIN_CHARS:
         return None
     code, confidence = identify(text)
     detected = ocr.TESSERACT_CODES.get(code or "")
     if confidence < SECOND_PASS_MIN_CONFIDENCE or detected is None or detected in languages:
         return None
-    return detected if detected in ocr.installed_languages() else None
+    return [detected, *languages] if detected in ocr.installed_languages() else None
+
+
+def _script_languages(picture, languages: list[str]) -> list[str] | None:
+    """For a page read with little confidence: the installed languages of the script it is written
+    in (Tesseract's script detection), when none of ``languages`` is of that script."""
+    written = ocr.SCRIPT_LANGUAGES.get(ocr.script(picture) or "", ())
+    if not written or set(written) & set(languages):
+        return None
+    installed = [code for code in written if code in ocr.installed_languages()][:2]
+    return installed or None
 
 
 def _reads(layer_text: str, mode: str, *, image: bool) -> bool:

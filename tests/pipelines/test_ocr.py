@@ -107,6 +107,31 @@ def test_a_page_with_no_text_is_an_empty_result_not_an_error():
     assert out["quality"]["quality_score"] == 0.0
 
 
+def cyrillic_page() -> bytes:
+    """A page of Russian (our PDF builder's font is Latin only: drawn with Debian's DejaVu Sans)."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    font = ImageFont.truetype("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf", 42)
+    page = Image.new("L", (1700, 300), 255)
+    draw = ImageDraw.Draw(page)
+    for row, line in enumerate(RUSSIAN[0]):
+        draw.text((60, 60 + row * 80), line, font=font, fill=0)
+    out = io.BytesIO()
+    page.save(out, "PNG", dpi=(300, 300))
+    return out.getvalue()
+
+
+RUSSIAN = [["Комитет был предупреждён у самого леса,", "где ученики изучали русский язык."]]
+
+
+def test_a_page_in_another_script_is_read_again_with_that_script_s_languages(settings):
+    page = run(cyrillic_page())["ocr"]["pages"][0]  # read with eng first: little confidence
+    assert page["languages"] == ["rus"] and similarity(page["text"], RUSSIAN) >= 0.8
+    assert page["ocr_confidence"] > 70
+    once = run(cyrillic_page(), second_pass=False)["ocr"]["pages"][0]
+    assert once["languages"] == ["eng"] and similarity(once["text"], RUSSIAN) < 0.2
+
+
 def test_a_corrupt_image_is_an_invalid_document():
     with pytest.raises(StageError) as error:
         run(b"\x89PNG\r\n\x1a\n" + bytes(200))
