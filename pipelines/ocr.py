@@ -5,7 +5,7 @@ Tesseract and its language data come from Debian's packages (``tesseract-ocr``,
 nothing is downloaded at run time. The binding is tesserocr, which keeps the engine and its
 models loaded in the process (one engine per language set, made on first use in each parser
 child process): the CLI (pytesseract) starts a process and loads the models for every page
-(README, "OCR"). A page past its time limit raises ``StageError("stage_timeout")``.
+(README, "Design: OCR, modes and Markdown"). A page past its time limit raises ``StageError("stage_timeout")``.
 """
 
 import glob

@@ -56,8 +56,9 @@ SCRIPT_CHECK_CONFIDENCE = 60  # a first reading less confident than this: is the
         "second_pass": {
             "type": "boolean",
             "default": True,
-            "description": "Read a page again with the language its first reading is in (detected as "
-            "the language stage does), when that language's data is installed and was not used.",
+            "description": "Read a page again with the language its first reading is in (identified as the "
+            "language stage does), or, when read with little confidence, with the languages of the script it is "
+            "written in (Tesseract's script detection), where their data is installed and was not used.",
         },
     },  # fmt: skip
     needs=("extract_text",),
@@ -97,9 +98,10 @@ def run(context: StageContext, params: dict) -> dict:
 
 
 def _read(number: int, picture, languages: list[str], params: dict) -> dict:
-    """The page as OCR reads it with ``languages``; read again with the language of that first
-    reading put first when it is another one whose data is installed (``second_pass``), keeping
-    the reading Tesseract is more confident of."""
+    """The page as OCR reads it with ``languages``; with ``second_pass``, read again with the
+    language of that first reading put first (``_other_languages``) or, when Tesseract was not
+    confident, with the languages of the page's script (``_script_languages``), keeping the
+    reading Tesseract is more confident of."""
     text, confidence = ocr.recognize(picture, languages, timeout_seconds=params["page_timeout_seconds"])
     page = {**_page(number, text, "ocr", confidence), "languages": languages}
     if not params["second_pass"]:
