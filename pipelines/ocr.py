@@ -29,6 +29,7 @@ MODES = {
 }
 DEFAULT_MODE = "standard"
 LANGUAGE_CODE = r"^[a-z][a-z_]{1,15}$"  # eng, fra, chi_sim, ...
+MAX_RENDER_PIXELS = 60_000_000  # an A0 page at 300 DPI is 140 M: larger pages render at a lower DPI
 
 
 # ISO 639-1 codes (the language stage's) -> Tesseract's, for the second pass of the ocr stage
@@ -140,8 +141,11 @@ def recognize(image, languages: list[str], *, timeout_seconds: float) -> tuple[s
 
 
 def render(page, dpi: int):
-    """A pypdfium2 page as a greyscale PIL image at ``dpi``."""
-    bitmap = page.render(scale=dpi / 72, grayscale=True)
+    """A pypdfium2 page as a greyscale PIL image at ``dpi``, or less for a page so large that it
+    would exceed ``MAX_RENDER_PIXELS`` (a poster-sized page must not take the parser's memory)."""
+    width, height = page.get_size()  # points: 1/72 inch
+    scale = min(dpi / 72, (MAX_RENDER_PIXELS / max(width * height, 1)) ** 0.5)
+    bitmap = page.render(scale=scale, grayscale=True)
     try:
         return bitmap.to_pil()
     finally:

@@ -174,3 +174,15 @@ def test_too_many_pages_to_read():
     with pytest.raises(StageError) as error:
         run(scanned_pdf(pdf(REPORT)), max_pages=1)
     assert error.value.code == "too_many_pages"
+
+
+def test_a_poster_sized_page_is_rendered_within_the_pixel_cap(monkeypatch):
+    import pypdfium2
+
+    monkeypatch.setattr(ocr, "MAX_RENDER_PIXELS", 2_000_000)
+    document = pypdfium2.PdfDocument(pdf(REPORT))
+    try:
+        picture = ocr.render(document[0], 300)  # 612 x 792 pt at 300 DPI: 8.4 M pixels
+    finally:
+        document.close()
+    assert picture.width * picture.height <= 2_000_000 * 1.01 and picture.width > 1000  # sides rounded up
