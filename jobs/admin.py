@@ -68,6 +68,13 @@ def human_duration(seconds: float | None) -> str:
     return f"{hours} h {minutes} min"
 
 
+# The result's renderings staff can read: kind -> (inline field, storage field, content type)
+RESULT_RENDERINGS = {
+    "text": ("extracted_text", "output_uri", "text/plain; charset=utf-8"),
+    "markdown": ("markdown", "markdown_uri", "text/markdown; charset=utf-8"),
+}
+
+
 def staff_actor(request) -> str:
     """How a job's timeline names a staff user acting in the admin."""
     return f"staff:{request.user.pk}"
@@ -308,17 +315,23 @@ class JobAdmin(LargeTableAdmin, ReadOnlyAdmin):
     def get_urls(self):
         info = self.opts.app_label, self.opts.model_name
         return [
-            path(
-                "<path:object_id>/result-text/",
-                self.admin_site.admin_view(self.result_text_view),
-                name="{}_{}_result_text".format(*info),
+            *(
+                path(
+                    f"<path:object_id>/result-{kind}/",
+                    self.admin_site.admin_view(self.result_text_view),
+                    {"kind": kind},
+                    name="{}_{}_result_{}".format(*info, kind),
+                )
+                for kind in RESULT_RENDERINGS
             ),
             *super().get_urls(),
         ]
 
-    def result_text_view(self, request, object_id):
-        """A completed job's text as text/plain, as ``GET /jobs/{id}/result/text`` serves it (a
-        presigned redirect on S3); staff reading a document is audited."""
+    def result_text_view(self, request, object_id, kind="text"):
+        """A completed job's text as text/plain (or its Markdown as text/markdown), as ``GET
+        /jobs/{id}/result/text`` (``/markdown``) serves it (a presigned redirect on S3); staff
+        reading a document is audited."""
+        field, uri_field, content_type = RESULT_RENDERINGS[kind]
         job = self.get_object(request, unquote(object_id))
         if job is None:
             raise Http404("No such job.")
@@ -328,13 +341,13 @@ class JobAdmin(LargeTableAdmin, ReadOnlyAdmin):
             result = selectors.job_result(job=job)
         except ApplicationError as error:
             return HttpResponse(error.message, status=error.status_code, content_type="text/plain; charset=utf-8")
-        audit_staff_action(request=request, action="admin.jobs.result_text", obj=job,
+        audit_staff_action(request=request, action=f"admin.jobs.result_{kind}", obj=job,
                            details={"text_size": result.text_size})  # fmt: skip
-        if result.output_uri:
-            response = stored_text_response(result.output_uri)
+        if getattr(result, uri_field):
+            response = stored_text_response(getattr(result, uri_field), content_type=content_type)
         else:
-            text = JobResult.objects.filter(pk=result.pk).values_list("extracted_text", flat=True).get()
-            response = HttpResponse(text, content_type="text/plain; charset=utf-8")
+            text = JobResult.objects.filter(pk=result.pk).values_list(field, flat=True).get()
+            response = HttpResponse(text, content_type=content_type)
         response["X-Content-Type-Options"] = "nosniff"
         return response
 
@@ -455,10 +468,12 @@ def _result_summary(job: Job, result: JobResult):
         if isinstance(entry.get("language"), dict)
     ]
     rows = [
-        ("Text", format_html('{} B{} &middot; <a href="{}" class="result-text-link">view the text</a>',
+        ("Text", format_html('{} B{} &middot; <a href="{}" class="result-text-link">view the text</a> &middot; '
+                             '<a href="{}" class="result-markdown-link">as Markdown</a>',
                              formats.localize(result.text_size),
                              f", {formats.localize(sum(chars))} characters" if chars else "",
-                             reverse("admin:jobs_job_result_text", args=[job.pk]))),
+                             reverse("admin:jobs_job_result_text", args=[job.pk]),
+                             reverse("admin:jobs_job_result_markdown", args=[job.pk]))),
         ("Stored", "in storage: " + result.output_uri if result.output_uri else "inline (in the database)"),
         ("Language", ", ".join(languages) or "-"),
         ("Quality score", f"{result.quality_score:.3f}" if result.quality_score is not None else "-"),

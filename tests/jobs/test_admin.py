@@ -58,10 +58,13 @@ def completed_job(org, version, *, text="Bonjour le monde", stored=False) -> Job
     )  # fmt: skip
     metadata = {"files": [{"file_id": "f", "name": "report.pdf", "language": {"language": "fr", "confidence": 0.98},
                            "quality": {"chars": len(text), "quality_score": 0.91}}]}  # fmt: skip
-    output_uri = ""
+    output_uri = markdown_uri = ""
+    markdown = f"# {text}"
     if stored:
         output_uri = default_storage.save(f"results/{job.pk}.txt", ContentFile(text.encode()))
+        markdown_uri = default_storage.save(f"results/{job.pk}.md", ContentFile(markdown.encode()))
     JobResult.objects.create(job=job, extracted_text="" if stored else text, output_uri=output_uri,
+                             markdown="" if stored else markdown, markdown_uri=markdown_uri,
                              text_size=len(text.encode()), result_metadata=metadata, quality_score=0.91,
                              processing_time_ms=3100)  # fmt: skip
     return job
@@ -205,7 +208,7 @@ def test_a_jobs_page_shows_files_result_timeline_deliveries_and_audit(staff_clie
     assert page.status_code == 200
     text = page.content.decode()
     assert "report.pdf" in text and "application/pdf" in text  # the files inline
-    assert f"/admin/jobs/job/{job.pk}/result-text/" in text
+    assert f"/admin/jobs/job/{job.pk}/result-text/" in text and f"/admin/jobs/job/{job.pk}/result-markdown/" in text
     assert "fr (0.98)" in text and "0.910" in text and "extract_text&nbsp;120&nbsp;ms" in text
     assert f"{len('Bonjour le monde')} characters" in text
     assert 'id="job-events"' in text and "processing" in text
@@ -254,6 +257,11 @@ def test_staff_read_the_result_text_inline_or_stored(staff_client, org, version,
     assert body.decode() == "Grüße aus Köln"
     record = AuditLog.objects.get(action="admin.jobs.result_text")
     assert (record.actor_kind, record.resource_id, record.username) == ("staff", str(job.pk), "staffer")
+    markdown = staff_client.get(f"{JOBS}{job.pk}/result-markdown/")
+    assert markdown["Content-Type"] == "text/markdown; charset=utf-8"
+    body = b"".join(markdown.streaming_content) if markdown.streaming else markdown.content
+    assert body.decode() == "# Grüße aus Köln"
+    assert AuditLog.objects.filter(action="admin.jobs.result_markdown", resource_id=str(job.pk)).exists()
 
 
 def test_the_result_text_of_a_job_without_one_says_why(staff_client, org):
