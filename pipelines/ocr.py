@@ -3,9 +3,10 @@
 Tesseract and its language data come from Debian's packages (``tesseract-ocr``,
 ``tesseract-ocr-<code>``; ``scripts/ensure-ocr.sh`` installs those of ``OCR_LANGUAGES``);
 nothing is downloaded at run time. The binding is tesserocr, which keeps the engine and its
-models loaded in the process (one engine per language set, made on first use in each parser
-child process): the CLI (pytesseract) starts a process and loads the models for every page
-(README, "Design: OCR, modes and Markdown"). A page past its time limit raises ``StageError("stage_timeout")``.
+models loaded in the process, one engine per language set (``OCR_LANGUAGES``' loaded by ``warm``
+in the worker before its parser processes are forked, others on first use): the CLI
+(pytesseract) starts a process and loads the models for every page (README, "Design: OCR, modes
+and Markdown"). A page past its time limit raises ``StageError("stage_timeout")``.
 """
 
 import glob
