@@ -64,7 +64,7 @@ def verify(chain: str, *, batch_size: int = 2000) -> tuple[int, Break | None]:
     break found (None if the chain is intact)."""
     checked, previous = 0, None
     for record in _records(chain, batch_size):
-        if previous is None and record.seq != 1 and not _pruned_through(chain, record.seq - 1):
+        if previous is None and record.seq != 1 and not pruned_through(chain, record.seq - 1):
             return checked, Break(chain, record, f"the records before it (seq 1 to {record.seq - 1}) are missing")
         if previous is not None and record.seq != previous.seq + 1:
             return checked, Break(chain, record, f"the record before it (seq {previous.seq + 1}) is missing")
@@ -83,7 +83,7 @@ def verify(chain: str, *, batch_size: int = 2000) -> tuple[int, Break | None]:
     return checked, None
 
 
-def _pruned_through(chain: str, seq: int) -> bool:
+def pruned_through(chain: str, seq: int) -> bool:
     """Whether a prune recorded in the chain (``prune_audit_logs``) took the records up to ``seq``:
     through it or further (a prune still deleting, or cut off mid-way, has left some of its prefix)."""
     return AuditLog.objects.filter(chain=chain, action=PRUNED, request_details__through_seq__gte=seq).exists()

@@ -286,11 +286,11 @@ def _prune_chain(key: str, *, cutoff, older_than: int, dry_run: bool, batch_size
         through = audit_prunable_through(chain=key, cutoff=cutoff)
         return 0 if through is None else records.filter(seq__lte=through).count()
     with transaction.atomic():
-        AuditChainHead.objects.select_for_update().filter(chain=key).exists()  # writers and other prunes wait
+        AuditChainHead.objects.select_for_update().filter(chain=key).exists()  # locks the head: writers and prunes wait
         through = audit_prunable_through(chain=key, cutoff=cutoff)
         if through is None:
             return 0
-        if not records.filter(action=chain.PRUNED, request_details__through_seq__gte=through).exists():
+        if not chain.pruned_through(key, through):  # recorded by a run at once with this one, or cut off
             audit_record(action=chain.PRUNED, actor_kind=ActorKind.SYSTEM, username="system",
                          organization_id=None if key == chain.NO_ORGANIZATION else key, resource_type="audit_log",
                          request_details={"older_than_days": older_than, "cutoff": cutoff.isoformat(),

@@ -35,7 +35,7 @@ from pipeline_project.lib.admin import (
     status_badge,
 )
 from pipeline_project.lib.errors import ApplicationError
-from pipeline_project.lib.storage import stored_text_response
+from pipeline_project.lib.storage import text_response
 from pipelines.models import Pipeline
 from pipelines.stages import REGISTRY
 from webhooks.selectors import job_deliveries
@@ -66,13 +66,6 @@ def human_duration(seconds: float | None) -> str:
         return f"{minutes} min {seconds} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes} min"
-
-
-# The result's renderings staff can read: kind -> (inline field, storage field, content type)
-RESULT_RENDERINGS = {
-    "text": ("extracted_text", "output_uri", "text/plain; charset=utf-8"),
-    "markdown": ("markdown", "markdown_uri", "text/markdown; charset=utf-8"),
-}
 
 
 def staff_actor(request) -> str:
@@ -219,7 +212,7 @@ class JobAdmin(LargeTableAdmin, ReadOnlyAdmin):
 
     def get_object(self, request, object_id, from_field=None):
         related = ["organization", "created_by", "created_by_key", "pipeline", "pipeline_version", "retried_from"]
-        # The result's text and Markdown (up to RESULT_INLINE_MAX_SIZE each) are left out: result_text_view serves it.
+        # The result's text and Markdown (up to RESULT_INLINE_MAX_SIZE each) are left out: result_view serves them.
         queryset = self.get_queryset(request).select_related(*related, "result")
         queryset = queryset.defer("result__extracted_text", "result__markdown")
         try:
@@ -318,20 +311,19 @@ class JobAdmin(LargeTableAdmin, ReadOnlyAdmin):
             *(
                 path(
                     f"<path:object_id>/result-{kind}/",
-                    self.admin_site.admin_view(self.result_text_view),
+                    self.admin_site.admin_view(self.result_view),
                     {"kind": kind},
                     name="{}_{}_result_{}".format(*info, kind),
                 )
-                for kind in RESULT_RENDERINGS
+                for kind in JobResult.RENDERINGS
             ),
             *super().get_urls(),
         ]
 
-    def result_text_view(self, request, object_id, kind="text"):
+    def result_view(self, request, object_id, kind="text"):
         """A completed job's text as text/plain (or its Markdown as text/markdown), as ``GET
         /jobs/{id}/result/text`` (``/markdown``) serves it (a presigned redirect on S3); staff
         reading a document is audited."""
-        field, uri_field, content_type = RESULT_RENDERINGS[kind]
         job = self.get_object(request, unquote(object_id))
         if job is None:
             raise Http404("No such job.")
@@ -343,11 +335,7 @@ class JobAdmin(LargeTableAdmin, ReadOnlyAdmin):
             return HttpResponse(error.message, status=error.status_code, content_type="text/plain; charset=utf-8")
         audit_staff_action(request=request, action=f"admin.jobs.result_{kind}", obj=job,
                            details={"text_size": result.text_size})  # fmt: skip
-        if getattr(result, uri_field):
-            response = stored_text_response(getattr(result, uri_field), content_type=content_type)
-        else:
-            text = JobResult.objects.filter(pk=result.pk).values_list(field, flat=True).get()
-            response = HttpResponse(text, content_type=content_type)
+        response = text_response(result, *JobResult.RENDERINGS[kind])
         response["X-Content-Type-Options"] = "nosniff"
         return response
 

@@ -31,7 +31,7 @@ from django.utils import timezone
 from rq.timeouts import JobTimeoutException
 
 from jobs.models import FileStatus, Job, JobFile, JobStatus, SourceType
-from jobs.selectors import job_cached_source, job_cancelling, job_result_markdown, job_result_text
+from jobs.selectors import job_cached_source, job_cancelling, job_result_rendering
 from jobs.services import (
     CancelRequested,
     ClaimLost,
@@ -246,7 +246,7 @@ def _complete_from_cache(job: Job, job_file: JobFile, source: JobFile, *, stages
     on the same bytes (each copy expires on its own). False if that result expired meanwhile."""
     result = source.job.result
     try:
-        text, markdown = job_result_text(result), job_result_markdown(result)
+        text, markdown = job_result_rendering(result, "text"), job_result_rendering(result, "markdown")
     except FileNotFoundError:  # deleted by the expiry since it was found: run the job instead
         return False
     cache = {"hit": True, "source_job": str(source.job_id)}

@@ -235,6 +235,12 @@ class JobResult(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
     expires_at = models.DateTimeField(null=True, blank=True)
 
+    # The result's renderings: kind -> (its field when inline, its field naming it when in storage, content type)
+    RENDERINGS = {
+        "text": ("extracted_text", "output_uri", "text/plain; charset=utf-8"),
+        "markdown": ("markdown", "markdown_uri", "text/markdown; charset=utf-8"),
+    }
+
     class Meta:
         db_table = "job_results"
         indexes = [models.Index(fields=["expires_at"], name="job_result_expires")]

@@ -168,20 +168,13 @@ def job_cached_source(*, job: Job, job_file: JobFile) -> JobFile | None:
     )
 
 
-def job_result_text(result: JobResult) -> str:
-    """A result's whole text, inline or from storage."""
-    if not result.output_uri:
-        return result.extracted_text
-    with default_storage.open(result.output_uri, "rb") as stored:
-        return stored.read().decode()
-
-
-def job_result_markdown(result: JobResult) -> str:
-    """A result's whole Markdown rendering, inline or from storage."""
-    if not result.markdown_uri:
-        return result.markdown
-    with default_storage.open(result.markdown_uri, "rb") as stored:
-        return stored.read().decode()
+def job_result_rendering(result: JobResult, kind: str) -> str:
+    """A result's whole text (``kind`` "text") or Markdown ("markdown"), inline or from storage."""
+    inline_field, stored_field, _ = JobResult.RENDERINGS[kind]
+    if not (stored := getattr(result, stored_field)):
+        return getattr(result, inline_field)
+    with default_storage.open(stored, "rb") as opened:
+        return opened.read().decode()
 
 
 # --- The staff dashboard (pipeline_project/dashboard.py) ---------------------------------------

@@ -890,12 +890,7 @@ def job_complete(job: Job, *, files: list[JobFile], text: str, stages: int, mess
     its files' final states. A text (or Markdown) larger than ``RESULT_INLINE_MAX_SIZE`` goes to
     storage (and is deleted again if the transaction fails, e.g. the job was cancelled meanwhile)."""
     encoded = text.encode()
-    output_uri = markdown_uri = ""
-    if len(encoded) > settings.RESULT_INLINE_MAX_SIZE:
-        output_uri = default_storage.save(result_path(job), ContentFile(encoded))
-    rendered = markdown.encode()
-    if len(rendered) > settings.RESULT_INLINE_MAX_SIZE:
-        markdown_uri = default_storage.save(result_path(job, "md"), ContentFile(rendered))
+    output_uri, markdown_uri = _stored_if_large(job, encoded, "txt"), _stored_if_large(job, markdown.encode(), "md")
     try:
         with transaction.atomic():
             _finish(job, JobStatus.COMPLETED, message, progress_percent=100, progress_stage="",
@@ -917,7 +912,15 @@ def job_complete(job: Job, *, files: list[JobFile], text: str, stages: int, mess
         raise
 
 
-def result_path(job: Job, extension: str = "txt") -> str:
+def _stored_if_large(job: Job, data: bytes, extension: str) -> str:
+    """The storage name of ``data`` saved as the job's ``results/.../text.<extension>`` when it is
+    larger than ``RESULT_INLINE_MAX_SIZE``; "" when it stays inline."""
+    if len(data) <= settings.RESULT_INLINE_MAX_SIZE:
+        return ""
+    return default_storage.save(result_path(job, extension), ContentFile(data))
+
+
+def result_path(job: Job, extension: str) -> str:
     return f"results/{job.organization_id}/{job.pk}/text.{extension}"
 
 

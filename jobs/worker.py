@@ -39,6 +39,12 @@ class Worker(SimpleWorker):
     parsers: ParserPool | None = None
     log_result_lifespan = False  # no "result is kept for 500 seconds" line after every job
 
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("log_job_description", False)  # RQ's "job started" line: execute_job says it
+        super().__init__(*args, **kwargs)
+        if not any(isinstance(f, logs.QuietHousekeeping) for f in self.log.filters):
+            self.log.addFilter(logs.QuietHousekeeping())
+
     def work(self, *args, **kwargs):
         runner.warm()  # before the first child is forked: every child starts warm
         self.parsers = _Parsers(max_tasks=settings.WORKER_CHILD_MAX_TASKS,
@@ -60,22 +66,13 @@ class Worker(SimpleWorker):
         if job_id and self.parsers is not None:
             self.parsers.stop(job_id)
 
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("log_job_description", False)  # RQ's "job started" line: execute_job says it
-        super().__init__(*args, **kwargs)
-        if not any(isinstance(f, logs.QuietHousekeeping) for f in self.log.filters):
-            self.log.addFilter(logs.QuietHousekeeping())
-
     def execute_job(self, job, queue):
         housekeeping = bool(job.meta.get(logs.HOUSEKEEPING))
         if not housekeeping:
             self.log.info(logs.QuietHousekeeping.STARTED, self.name, queue.name, job.description, job.id)
-        token = logs.housekeeping.set(housekeeping)
-        try:
-            with logs.bound(logs.job_id, job.id if job.func_name == RUN_JOB else None):
-                return super().execute_job(job, queue)
-        finally:
-            logs.housekeeping.reset(token)
+        with logs.bound(logs.housekeeping, job.id if housekeeping else None), \
+                logs.bound(logs.job_id, job.id if job.func_name == RUN_JOB else None):  # fmt: skip
+            return super().execute_job(job, queue)
 
     def perform_job(self, job, queue, execution) -> bool:
         try:

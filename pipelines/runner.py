@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from pipelines.stages import REGISTRY, StageContext, StageError
+from pipelines.stages.base import read_out
+from pipelines.stages.ocr import page_result
 
 logger = logging.getLogger(__name__)
 
@@ -103,8 +105,8 @@ def _now() -> str:
 def summarize(documents: list[tuple[dict, dict[str, dict]]]) -> dict:
     """A job's result from its documents' ``(identity, outputs)``: the texts joined, each
     document's identity and slimmed stage outputs, the mean quality score."""
-    texts = [_text(outputs) for _, outputs in documents]
-    renderings = [_markdown(outputs) for _, outputs in documents]
+    texts = [read_out(outputs).get("text", "") for _, outputs in documents]
+    renderings = [read_out(outputs).get("markdown", "") for _, outputs in documents]
     scores = [outputs["quality"]["quality_score"] for _, outputs in documents if "quality" in outputs]
     return {
         "text": "\n\n".join(text for text in texts if text),
@@ -119,16 +121,6 @@ def summarize(documents: list[tuple[dict, dict[str, dict]]]) -> dict:
     }
 
 
-def _text(outputs: dict[str, dict]) -> str:
-    return (outputs.get("ocr") or outputs.get("extract_text") or {}).get("text", "")
-
-
-def _markdown(outputs: dict[str, dict]) -> str:
-    if "markdown" in outputs.get("ocr", {}):
-        return outputs["ocr"]["markdown"]
-    return outputs.get("extract_text", {}).get("markdown", "")
-
-
 def _pages(outputs: dict[str, dict]) -> dict:
     """``{"pages": [{number, text, source, ocr_confidence, chars, quality_score}]}`` for a
     document with pages (PDF, image): the ``ocr`` stage's, or the text layer's; ``{}`` otherwise."""
@@ -137,8 +129,4 @@ def _pages(outputs: dict[str, dict]) -> dict:
     layer = outputs.get("extract_text", {}).get("pages")
     if not layer:
         return {}
-    from pipelines.stages.quality import assess
-
-    return {"pages": [{"number": number, "text": text, "source": "text_layer", "ocr_confidence": None,
-                       "chars": len(text), "quality_score": assess(text)["quality_score"]}
-                      for number, text in enumerate(layer, start=1)]}  # fmt: skip
+    return {"pages": [page_result(number, text, "text_layer") for number, text in enumerate(layer, start=1)]}

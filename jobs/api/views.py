@@ -1,5 +1,4 @@
 from django.conf import settings
-from django.http import HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiExample, OpenApiParameter, extend_schema
 from rest_framework import status, viewsets
@@ -33,11 +32,12 @@ from jobs.api.serializers import (
     idempotency_key,
 )
 from jobs.api.uploads import received_files
-from jobs.models import Job
+from jobs.models import Job, JobResult
 from pipeline_project.lib.errors import ApplicationError
 from pipeline_project.lib.pagination import CursorPagination, PageOrCursorPagination, PagePagination
 from pipeline_project.lib.schema import errors
-from pipeline_project.lib.storage import stored_text_response
+from pipeline_project.lib.storage import text_response
+from pipelines.detection import SUPPORTED
 
 IDEMPOTENCY_HEADER = OpenApiParameter(
     "Idempotency-Key",
@@ -286,10 +286,7 @@ class JobViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"], url_path="result/text")
     def result_text(self, request, pk=None):
-        result = selectors.job_result(job=self.get_object())
-        if result.output_uri:  # a large text, in storage
-            return stored_text_response(result.output_uri)
-        return HttpResponse(result.extracted_text, content_type="text/plain; charset=utf-8")
+        return self._rendering("text")
 
     @extend_schema(
         summary="The result as Markdown",
@@ -304,10 +301,11 @@ class JobViewSet(viewsets.GenericViewSet):
     )
     @action(detail=True, methods=["get"], url_path="result/markdown")
     def result_markdown(self, request, pk=None):
-        result = selectors.job_result(job=self.get_object())
-        if result.markdown_uri:  # a large rendering, in storage
-            return stored_text_response(result.markdown_uri, content_type="text/markdown; charset=utf-8")
-        return HttpResponse(result.markdown, content_type="text/markdown; charset=utf-8")
+        return self._rendering("markdown")
+
+    def _rendering(self, kind: str):
+        """The result's text or Markdown: inline, or streamed (a presigned redirect) from storage."""
+        return text_response(selectors.job_result(job=self.get_object()), *JobResult.RENDERINGS[kind])
 
     def get_object(self):
         return get_object_or_404(self.get_queryset(), pk=self.kwargs["pk"])
@@ -336,8 +334,8 @@ class UploadView(APIView):
         summary="Upload documents: one queued job per file",
         description="Multipart: `files` (repeat it; at most UPLOAD_MAX_FILES), and optionally `priority`, "
         "`mode`, `metadata` (JSON text), `detect`. Files stream to storage, never whole into memory. Size "
-        "is checked while receiving (413), type from the content (415). All or nothing: any failure leaves no "
-        "job and no stored file.",
+        "is checked while receiving (413), type from the content (415), one of: " + ", ".join(SUPPORTED) + ". "
+        "Images are read by OCR. All or nothing: any failure leaves no job and no stored file.",
         request=UPLOAD_REQUEST,
         responses={201: UploadResponseSerializer, **errors(not_found=NO_PIPELINE)},
     )

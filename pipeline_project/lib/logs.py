@@ -29,7 +29,7 @@ job_id: ContextVar[str | None] = ContextVar("job_id", default=None)
 # the audit writer's): RQ's own INFO lines about them are left out (``QuietHousekeeping``); they
 # log a line themselves when they did something.
 HOUSEKEEPING = "housekeeping"
-housekeeping: ContextVar[bool] = ContextVar("housekeeping", default=False)
+housekeeping: ContextVar[str | None] = ContextVar("housekeeping", default=None)  # the job's id while it runs
 
 # Record attributes the filter adds for the plain format only (never a JSON field).
 _PLAIN_ONLY = ("context",)

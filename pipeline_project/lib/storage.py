@@ -44,6 +44,14 @@ def display_name(name: str, default: str = "file") -> str:
     return name[:255] or default
 
 
+def text_response(obj, inline_field: str, stored_field: str, content_type: str) -> HttpResponse:
+    """``obj``'s text as a response: the stored object its ``stored_field`` names, when set
+    (``stored_text_response``), else its ``inline_field`` (only then read: it may be deferred)."""
+    if stored := getattr(obj, stored_field):
+        return stored_text_response(stored, content_type=content_type)
+    return HttpResponse(getattr(obj, inline_field), content_type=content_type)
+
+
 def stored_text_response(name: str, *, content_type: str = "text/plain; charset=utf-8") -> HttpResponse:
     """The stored UTF-8 text ``name`` as a response: on S3 a redirect to a presigned URL (the
     bytes never pass through the web process), on local disk streamed (with its length)."""

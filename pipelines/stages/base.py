@@ -29,9 +29,9 @@ class StageContext:
 
     def text(self) -> str:
         """The document's text: OCR's when the ``ocr`` stage ran, else the text layer's."""
-        if "ocr" in self.outputs:
-            return self.outputs["ocr"]["text"]
-        return self.require("extract_text")["text"]
+        if "ocr" not in self.outputs:
+            self.require("extract_text")
+        return read_out(self.outputs)["text"]
 
     def read(self, limit: int | None = None) -> bytes:
         with self.open() as stream:
@@ -41,6 +41,12 @@ class StageContext:
         if stage not in self.outputs:
             raise StageError("missing_input", f"This stage needs the output of '{stage}' earlier in the pipeline.")
         return self.outputs[stage]
+
+
+def read_out(outputs: dict[str, dict]) -> dict:
+    """The output holding a document's text, Markdown and pages: the ``ocr`` stage's when it ran
+    (it supersedes the text layer's), else ``extract_text``'s; ``{}`` when neither ran."""
+    return outputs.get("ocr") or outputs.get("extract_text") or {}
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,7 @@ def run(context: StageContext, params: dict) -> dict:
     mime_type = context.require("detect")["mime_type"]
     layer = extracted.get("pages")
     if layer is None:  # no pages: DOCX, HTML, text
-        return {"text": extracted["text"], "pages": [], "ocr_pages": 0}
+        return {"text": extracted["text"], "markdown": extracted.get("markdown", ""), "pages": [], "ocr_pages": 0}
     image = mime_type in detection.IMAGES
     plan = [_reads(text, context.mode, image=image) for text in layer]
     if sum(plan) > params["max_pages"]:
@@ -78,7 +78,7 @@ def run(context: StageContext, params: dict) -> dict:
     pages = []
     for number, (text, picture) in enumerate(zip(layer, _pictures(context, image, plan, params["dpi"]),
                                                  strict=True), start=1):  # fmt: skip
-        page = _page(number, text, "text_layer", None)
+        page = page_result(number, text, "text_layer")
         if picture is not None:
             read_page = _read(number, picture, languages, params)
             if context.mode == "ocr" or image or read_page["quality_score"] > page["quality_score"]:
@@ -90,7 +90,7 @@ def run(context: StageContext, params: dict) -> dict:
     return {
         "text": "\n\n".join(texts),
         "pages": pages,
-        **({"markdown": markdown.pages(texts)} if any(plan) else {}),  # else the text layer's stands
+        "markdown": markdown.pages(texts) if any(plan) else extracted.get("markdown", ""),
         "ocr_pages": sum(plan),
         "languages": languages if any(plan) else [],
         "dpi": params["dpi"] if any(plan) else None,
@@ -103,7 +103,7 @@ def _read(number: int, picture, languages: list[str], params: dict) -> dict:
     confident, with the languages of the page's script (``_script_languages``), keeping the
     reading Tesseract is more confident of."""
     text, confidence = ocr.recognize(picture, languages, timeout_seconds=params["page_timeout_seconds"])
-    page = {**_page(number, text, "ocr", confidence), "languages": languages}
+    page = {**page_result(number, text, "ocr", confidence), "languages": languages}
     if not params["second_pass"]:
         return page
     again = _other_languages(text, languages)
@@ -114,7 +114,7 @@ def _read(number: int, picture, languages: list[str], params: dict) -> dict:
     text, confidence = ocr.recognize(picture, again, timeout_seconds=params["page_timeout_seconds"])
     if confidence <= page["ocr_confidence"]:
         return page
-    return {**_page(number, text, "ocr", confidence), "languages": again}
+    return {**page_result(number, text, "ocr", confidence), "languages": again}
 
 
 def _other_languages(text: str, languages: list[str]) -> list[str] | None:
@@ -148,7 +148,8 @@ def _reads(layer_text: str, mode: str, *, image: bool) -> bool:
     return visible < MIN_LAYER_CHARS or assess(layer_text)["quality_score"] < GARBAGE_SCORE
 
 
-def _page(number: int, text: str, source: str, confidence: int | None) -> dict:
+def page_result(number: int, text: str, source: str, confidence: int | None = None) -> dict:
+    """One page of a document's result (``metadata.files[i].pages``)."""
     return {"number": number, "text": text, "source": source, "ocr_confidence": confidence, "chars": len(text),
             "quality_score": assess(text)["quality_score"]}  # fmt: skip
 
